@@ -1,0 +1,80 @@
+"""The FastAPI application: Stupeflix v2 routes, stored files, health."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from prefect.client.orchestration import get_client
+from prefect.exceptions import PrefectHTTPStatusError
+
+from api import v2
+from api.auth import Accounts
+from api.errors import ApiError, api_error_handler, unavailable
+from api.tasks import TaskService
+from blocks.storage import STORE_NAMES, load_store
+from flows.settings import get_settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    async with get_client() as client:
+        app.state.client = client
+        app.state.accounts = Accounts(client)
+        app.state.tasks = TaskService(client)
+        yield
+
+
+async def prefect_down_handler(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code < 500:
+        raise exc
+    return await api_error_handler(request, unavailable(f"{type(exc).__name__}: {exc}"))
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="dragonflow",
+        description="The Stupeflix dragon Tasks API on Prefect 3.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ApiError, api_error_handler)
+    for exc_type in (httpx.TransportError, PrefectHTTPStatusError):
+        app.add_exception_handler(exc_type, prefect_down_handler)
+    app.include_router(v2.router)
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> JSONResponse:
+        """200 when the API, the Prefect server and at least one worker are ready."""
+        client = request.app.state.client
+        report: dict[str, Any] = {"api": "ok"}
+        problem = await client.api_healthcheck()
+        report["prefect"] = "ok" if problem is None else f"unreachable: {problem}"
+        workers = []
+        if problem is None:
+            workers = [
+                w.name
+                for w in await client.read_workers_for_work_pool(get_settings().work_pool)
+                if str(w.status.value if hasattr(w.status, "value") else w.status).upper() == "ONLINE"
+            ]
+        report["workers"] = workers
+        healthy = problem is None and bool(workers)
+        return JSONResponse(report, status_code=200 if healthy else 503)
+
+    @app.get("/storage/{store}/{path:path}", include_in_schema=False)
+    async def stored_file(store: str, path: str) -> FileResponse:
+        """Output files of the local storage systems."""
+        if store not in STORE_NAMES:
+            raise HTTPException(404, "no such storage system")
+        block = await load_store(store)
+        target = block.object_path(path)
+        if not block.is_local or not block.fs.isfile(target):
+            raise HTTPException(404, "no such file")
+        return FileResponse(target)
+
+    return app
+
+
+app = create_app()

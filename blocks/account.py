@@ -1,0 +1,68 @@
+"""Client accounts as Prefect blocks (never plain files): credentials and Referer whitelist."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from prefect.blocks.core import Block
+from prefect.client.orchestration import PrefectClient
+from pydantic import Field, SecretStr
+
+ACCOUNT_PREFIX = "account-"
+
+
+class AccountBlock(Block):
+    """A client account of the Tasks API."""
+
+    _block_type_name = "Dragonflow Account"
+    _block_type_slug = "dragonflow-account"
+    _description = "An API account: secret, api key and the Referer whitelist for api-key auth."
+
+    name: str = Field(description="Account name (tags its runs and prefixes its files).")
+    secret: SecretStr = Field(description="Secret key for server-to-server requests.")
+    api_key: SecretStr = Field(description="Api key, valid only with a whitelisted Referer.")
+    referrers: list[str] = Field(default_factory=list, description="Origins allowed with the api key.")
+
+    @staticmethod
+    def document_name(name: str) -> str:
+        return ACCOUNT_PREFIX + name
+
+    def credentials(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "secret": self.secret.get_secret_value(),
+            "api_key": self.api_key.get_secret_value(),
+        }
+
+
+def check_account_name(name: str) -> str:
+    """Account names are lower-case slugs (they appear in tags, paths and block names)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+        raise ValueError(f"account name {name!r}: use lower-case letters, digits and dashes")
+    return name
+
+
+async def create_account(name: str, referrers: list[str] | None = None) -> AccountBlock:
+    """Create (or return the existing) account ``name``."""
+    check_account_name(name)
+    try:
+        return await AccountBlock.aload(AccountBlock.document_name(name))
+    except ValueError:
+        pass
+    account = AccountBlock(
+        name=name,
+        secret=secrets.token_hex(16),
+        api_key=secrets.token_hex(12),
+        referrers=referrers or [],
+    )
+    await account.asave(AccountBlock.document_name(name))
+    return account
+
+
+async def load_accounts(client: PrefectClient) -> list[AccountBlock]:
+    """Every account, secrets included (one API call)."""
+    documents = await client.read_block_documents_by_type(
+        AccountBlock.get_block_type_slug(), include_secrets=True
+    )
+    return [AccountBlock._from_block_document(doc) for doc in documents]

@@ -1,0 +1,101 @@
+"""Storage systems for task output files, as Prefect blocks.
+
+One block type, ``Dragonflow Storage``, with one block document per storage system a
+client names in ``task_store.type``: ``persistent`` (the default, files kept until the
+account's expiration) and ``volatile`` (files expire after 7 days). ``root`` is a local
+directory or any fsspec URL (``s3://bucket/prefix``); ``public_url`` is where clients
+download the files (the API serves local roots under ``/storage/<name>/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from functools import cached_property
+from pathlib import Path
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from prefect.blocks.core import Block
+from pydantic import Field
+
+STORE_NAMES = ("persistent", "volatile")
+DEFAULT_STORE = "persistent"
+
+
+class StorageBlock(Block):
+    """Where a task's output files go and the URL they are downloaded from."""
+
+    _block_type_name = "Dragonflow Storage"
+    _block_type_slug = "dragonflow-storage"
+    _description = "Task output storage: a local directory or any fsspec URL (s3://...)."
+
+    root: str = Field(description="Local directory or fsspec URL the files are written under.")
+    public_url: str = Field(description="URL prefix clients download the files from.")
+    expire_days: int = Field(0, description="Files older than this are deleted; 0 keeps them.")
+
+    @cached_property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The filesystem ``root`` lives on."""
+        fs, _ = fsspec.core.url_to_fs(self.root)
+        return fs
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def object_path(self, relative: str) -> str:
+        """The filesystem path of ``relative`` (``account/KEY/output.jpg``) under root."""
+        _, root = fsspec.core.url_to_fs(self.root)
+        clean = posixpath.normpath("/" + relative).lstrip("/")
+        return posixpath.join(root, clean)
+
+    def url_for(self, relative: str) -> str:
+        return f"{self.public_url.rstrip('/')}/{relative}"
+
+    def relative_for_url(self, url: str) -> str | None:
+        """``account/KEY/output.jpg`` when ``url`` points into this storage, else None."""
+        prefix = self.public_url.rstrip("/") + "/"
+        if not url.startswith(prefix):
+            return None
+        relative = posixpath.normpath(url[len(prefix):].split("?", 1)[0])
+        if relative.startswith("..") or relative.startswith("/"):
+            return None
+        return relative
+
+    async def put(self, local: Path, relative: str) -> str:
+        """Copy ``local`` to ``relative`` under root; return its public URL."""
+        target = self.object_path(relative)
+
+        def _put() -> None:
+            self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            self.fs.put_file(str(local), target)
+
+        await asyncio.to_thread(_put)
+        return self.url_for(relative)
+
+
+_loaded: dict[str, StorageBlock] = {}
+
+
+async def load_store(name: str) -> StorageBlock:
+    """The storage block document ``name`` (cached for the life of the process)."""
+    if name not in _loaded:
+        _loaded[name] = await StorageBlock.aload(name)
+    return _loaded[name]
+
+
+async def open_stored(url: str) -> tuple[fsspec.AbstractFileSystem, str] | None:
+    """(filesystem, path) when ``url`` is one of our own output files, else None.
+
+    Lets one task's output feed the next without an HTTP round trip.
+    """
+    for name in STORE_NAMES:
+        try:
+            store = await load_store(name)
+        except ValueError:
+            continue
+        relative = store.relative_for_url(url)
+        if relative is not None:
+            return store.fs, store.object_path(relative)
+    return None

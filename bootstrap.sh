@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set-up on a fresh Debian machine with Python 3.11, then start the service or run the tests.
+#   ./bootstrap.sh up [dragonflow up options]   install what is missing, start the service
+#   ./bootstrap.sh test [pytest options]        install what is missing, run the whole suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+debian_packages() {
+  local missing=()
+  command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+python_packages() {
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+    echo "bootstrap: installing Python packages into .venv" >&2
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    touch .venv/.installed
+  fi
+}
+
+command=${1:-}
+shift || true
+debian_packages
+python_packages
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+case "$command" in
+  up) exec .venv/bin/dragonflow up "$@" ;;
+  test) exec .venv/bin/pytest -q "$@" ;;
+  *) echo "usage: ./bootstrap.sh up|test [options]" >&2; exit 2 ;;
+esac

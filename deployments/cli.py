@@ -1,0 +1,200 @@
+"""The ``dragonflow`` command: run the service, its parts, one task, manage accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from typing import Any, Optional
+
+import typer
+import uvicorn
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.server import api_url_for, is_healthy, prefect_env, start_server, stop, wait_until
+from flows.settings import Settings, get_settings
+
+app = typer.Typer(help="dragonflow: the Stupeflix Tasks API on Prefect 3.", no_args_is_help=True)
+account_app = typer.Typer(help="Manage API accounts (stored as Prefect blocks).", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+
+
+def _prefect_url(settings: Settings, prefect_port: int) -> tuple[str, subprocess.Popen | None]:
+    """The Prefect API to use: PREFECT_API_URL, one already on the port, or a new SQLite server."""
+    configured = PREFECT_API_URL.value()
+    if configured:
+        return configured, None
+    url = api_url_for(prefect_port)
+    if is_healthy(url):
+        return url, None
+    typer.echo(f"Starting a SQLite Prefect server on 127.0.0.1:{prefect_port} ...", err=True)
+    return url, start_server(settings, prefect_port)
+
+
+async def _register(local_account: bool) -> dict[str, str] | None:
+    from blocks.account import create_account
+    from deployments.register import register_all
+
+    async with get_client() as client:
+        await register_all(client, get_settings())
+    if local_account:
+        return (await create_account("local")).credentials()
+    return None
+
+
+@app.command()
+def up(
+    port: int = typer.Option(8000, help="Port of the REST API."),
+    prefect_port: int = typer.Option(4200, help="Port of the Prefect server (UI and API)."),
+) -> None:
+    """Start everything on 127.0.0.1: Prefect server (unless PREFECT_API_URL is set),
+    blocks and deployments, a warm worker and the API. Ctrl-C stops it all."""
+    settings = get_settings()
+    if "DRAGONFLOW_PUBLIC_URL" not in settings.model_fields_set and settings.public_url.endswith(":8000"):
+        settings.public_url = f"http://127.0.0.1:{port}"
+    settings.home.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        api_url, server = _prefect_url(settings, prefect_port)
+        processes += [server] if server else []
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            credentials = asyncio.run(_register(local_account=True))
+        env = prefect_env(settings, api_url)
+        command = [sys.executable, "-m", "deployments.cli"]
+        processes.append(subprocess.Popen([*command, "worker"], env=env))
+        processes.append(subprocess.Popen([*command, "api", "--port", str(port)], env=env))
+        health = f"http://127.0.0.1:{port}/healthz"
+        wait_until(lambda: _answers_200(health), "dragonflow API", 120, processes[-1])
+        typer.echo(
+            json.dumps(
+                {
+                    "api": f"http://127.0.0.1:{port}",
+                    "prefect_ui": api_url.removesuffix("/api"),
+                    "account": credentials,
+                }
+            ),
+        )
+        typer.echo("dragonflow is up. Ctrl-C stops it.", err=True)
+        while all(p.poll() is None for p in processes):
+            try:
+                processes[-1].wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(processes)
+
+
+def _answers_200(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@app.command()
+def api(
+    port: int = typer.Option(8000, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+) -> None:
+    """Serve the REST API alone (against PREFECT_API_URL)."""
+    uvicorn.run("api.app:app", host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker(name: Optional[str] = typer.Option(None, help="Worker name shown in the UI.")) -> None:
+    """Run one warm worker alone (start many, on many machines, against one server)."""
+    from deployments.worker import serve_worker
+
+    try:
+        asyncio.run(serve_worker(name))
+    except KeyboardInterrupt:
+        pass
+
+
+def _parse_pairs(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments; values are read as JSON when they parse (numbers, true, lists)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{pair!r}: expected key=value")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+async def _run_task(definition: dict[str, Any]) -> dict[str, Any]:
+    from api.keys import key_for
+    from api.tasks import TaskService, check_definitions
+    from deployments.worker import load_entrypoint
+    from prefect.flow_engine import run_flow
+    from prefect.states import Pending
+
+    async with get_client() as client:
+        service = TaskService(client)
+        run = await service.create_one(check_definitions(definition)[0], "local", state=Pending())
+        if run.state is not None and run.state.is_pending():
+            deployment = await client.read_deployment(run.deployment_id)
+            await run_flow(load_entrypoint(deployment.entrypoint), flow_run=run, return_type="state")
+        return (await service.statuses([key_for(run.id)], "local", details=False))[0]
+
+
+@app.command()
+def run(
+    task_name: str = typer.Argument(..., help="Task name, e.g. image.thumb."),
+    params: list[str] = typer.Argument(None, help="Task parameters as key=value."),
+    prefect_port: int = typer.Option(4200, help="Prefect server port when none is configured."),
+) -> None:
+    """Run one task through Prefect in this process and print its status JSON."""
+    from api.errors import ApiError
+
+    settings = get_settings()
+    api_url, server = _prefect_url(settings, prefect_port)
+    try:
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            asyncio.run(_register(local_account=False))
+            status = asyncio.run(_run_task({"task_name": task_name, **_parse_pairs(params or [])}))
+    except ApiError as exc:
+        typer.echo(json.dumps({"status": "error", "errors": exc.errors}, indent=2))
+        raise typer.Exit(2)
+    finally:
+        stop([server] if server else [])
+    typer.echo(json.dumps(status, indent=2))
+    raise typer.Exit(0 if status["status"] == "success" else 1)
+
+
+@account_app.command("create")
+def account_create(
+    name: str = typer.Argument(..., help="Account name (lower-case letters, digits, dashes)."),
+    referrer: list[str] = typer.Option([], help="Origin allowed with the api key (repeatable)."),
+) -> None:
+    """Create an account (or show an existing one): prints its secret and api key as JSON."""
+    from blocks.account import create_account
+
+    async def _create() -> dict[str, str]:
+        from deployments.register import register_blocks
+
+        await register_blocks(get_settings())
+        return (await create_account(name, referrer)).credentials()
+
+    api_url, server = _prefect_url(get_settings(), 4200)
+    try:
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            typer.echo(json.dumps(asyncio.run(_create())))
+    finally:
+        stop([server] if server else [])
+
+
+if __name__ == "__main__":
+    app()

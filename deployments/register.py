@@ -1,0 +1,85 @@
+"""Register what the service needs on the Prefect server: block types and documents,
+the work pool, one deployment per registered task, and the maintenance schedule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import Flow
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.schedules import IntervalSchedule
+from prefect.exceptions import ObjectAlreadyExists
+
+from blocks.account import AccountBlock
+from blocks.storage import STORE_NAMES, StorageBlock
+from deployments.maintenance import expire_files
+from flows.registry import TASKS
+from flows.settings import Settings
+
+WORKER_TYPE = "dragonflow-warm"
+STORE_EXPIRY_DAYS = {"persistent": 0, "volatile": 7}
+
+
+async def register_blocks(settings: Settings) -> None:
+    """Block types, and the storage documents unless an operator already made them."""
+    for block_class in (StorageBlock, AccountBlock):
+        await block_class.aregister_type_and_schema()
+    for name in STORE_NAMES:
+        try:
+            await StorageBlock.aload(name)
+        except ValueError:
+            await StorageBlock(
+                root=str(settings.storage_dir / name),
+                public_url=f"{settings.public_url.rstrip('/')}/storage/{name}",
+                expire_days=STORE_EXPIRY_DAYS[name],
+            ).asave(name)
+
+
+async def ensure_work_pool(client: PrefectClient, settings: Settings) -> None:
+    try:
+        await client.create_work_pool(
+            WorkPoolCreate(
+                name=settings.work_pool,
+                type=WORKER_TYPE,
+                description="dragonflow warm workers: runs flows in long-lived processes.",
+            )
+        )
+    except ObjectAlreadyExists:
+        pass
+
+
+async def _deploy(client: PrefectClient, flow: Flow, settings: Settings, **extra) -> None:
+    flow_id = await client.create_flow_from_name(flow.name)
+    await client.create_deployment(
+        flow_id=flow_id,
+        name=flow.name,
+        work_pool_name=settings.work_pool,
+        entrypoint=f"{flow.fn.__module__}:{flow.fn.__name__}",
+        parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
+        enforce_parameter_schema=False,
+        description=flow.description,
+        **extra,
+    )
+
+
+async def register_deployments(client: PrefectClient, settings: Settings) -> None:
+    """One deployment per task, named after the task, plus the hourly file expiry."""
+    await ensure_work_pool(client, settings)
+    for spec in TASKS.values():
+        await _deploy(client, spec.flow, settings, tags=[spec.name])
+    await _deploy(
+        client,
+        expire_files,
+        settings,
+        schedules=[
+            DeploymentScheduleCreate(
+                schedule=IntervalSchedule(interval=timedelta(hours=1)), slug="hourly"
+            )
+        ],
+    )
+
+
+async def register_all(client: PrefectClient, settings: Settings) -> None:
+    await register_blocks(settings)
+    await register_deployments(client, settings)

@@ -1,0 +1,76 @@
+"""Starting and finding the Prefect server the service runs on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from flows.settings import Settings
+
+
+def api_url_for(port: int) -> str:
+    return f"http://127.0.0.1:{port}/api"
+
+
+def is_healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    """Poll ``check()`` until true; fail if ``process`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def prefect_env(settings: Settings, api_url: str) -> dict[str, str]:
+    """Environment for every process of the service."""
+    env = dict(os.environ)
+    env.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    env["PREFECT_API_URL"] = api_url
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    env["DRAGONFLOW_HOME"] = str(settings.home)
+    env["DRAGONFLOW_PUBLIC_URL"] = settings.public_url
+    return env
+
+
+def start_server(settings: Settings, port: int) -> subprocess.Popen:
+    """Start a SQLite Prefect server on 127.0.0.1:``port`` and wait until it answers."""
+    api_url = api_url_for(port)
+    env = prefect_env(settings, api_url)
+    env["PREFECT_UI_API_URL"] = api_url
+    (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=open(settings.home / "prefect-server.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_until(lambda: is_healthy(api_url), "Prefect server", 120, process)
+    return process
+
+
+def stop(processes: list[subprocess.Popen], grace: float = 10.0) -> None:
+    """Terminate processes (newest first), killing any that outlive ``grace`` seconds."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in reversed(processes):
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,37 @@
+"""Parameters every task accepts, and the mapping of validation errors to the wire shape."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class TaskStore(BaseModel):
+    """Where output files go (``task_store`` in a task definition)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["persistent", "volatile"] = Field(
+        "persistent", description="Storage system: persistent (default) or volatile (7 days)."
+    )
+
+
+class TaskParams(BaseModel):
+    """Base of every task's parameter model: callbacks and storage."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url_callback: str | None = Field(None, description="URL POSTed the status JSON on success.")
+    url_errback: str | None = Field(None, description="URL POSTed the status JSON on failure.")
+    task_store: TaskStore = Field(default_factory=TaskStore, description="Output storage system.")
+
+
+def parameter_errors(error: ValidationError) -> dict[str, list[str]]:
+    """``{field: [messages]}`` as the status ``error.parameters`` shows them."""
+    fields: dict[str, list[str]] = {}
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "__all__"
+        message = "this field is required" if item["type"] == "missing" else item["msg"]
+        fields.setdefault(field, []).append(message)
+    return fields

@@ -1,0 +1,52 @@
+"""The task registry: task name -> flow, parameter model, output file names.
+
+The single source of truth: API validation, deployment registration and the docs read it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import Flow
+
+from flows import hello, image
+from flows.params import TaskParams
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task type as clients name it."""
+
+    flow: Flow[..., Any]
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The task name clients send as ``task_name`` (the flow's name)."""
+        return self.flow.name
+
+    @property
+    def params(self) -> type[TaskParams]:
+        """The parameter model (the annotation of the flow's ``params`` argument)."""
+        return inspect.signature(self.flow.fn).parameters["params"].annotation
+
+    @property
+    def entrypoint(self) -> str:
+        """``module:attribute`` of the flow, as Prefect deployments record it."""
+        return f"{self.flow.fn.__module__}:{self.flow.fn.__name__}"
+
+    @property
+    def description(self) -> str:
+        return (self.flow.fn.__doc__ or "").strip().splitlines()[0]
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec(hello.hello),
+        TaskSpec(image.info),
+        TaskSpec(image.thumb, outputs=("output",)),
+    )
+}

@@ -1,0 +1,109 @@
+"""What every task flow shares: the ``task_flow`` decorator and the per-run scope.
+
+A task flow is ``async def name(params: XParams, account: str = LOCAL_ACCOUNT)``. The
+decorator turns it into a Prefect flow whose run is named by the task key, gives it a
+scratch directory that is always removed, turns a ``TaskError`` into a Failed state with
+the client-facing message, records the result as a ``result`` artifact (what the API
+reads) and calls ``url_callback``/``url_errback`` once the final state is set.
+"""
+
+import functools
+import shutil
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import Artifact
+from prefect.states import Failed
+from pydantic import BaseModel
+
+from api.keys import key_for
+from api.status import RESULT_ARTIFACT, WRAPPED_RESULT
+from flows.errors import TaskError
+from flows.params import TaskParams
+from flows.settings import get_settings
+from flows.steps.notify import notify_hook
+
+LOCAL_ACCOUNT = "local"
+P = TypeVar("P", bound=TaskParams)
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """The running task: its key, account, parameters and scratch directory."""
+
+    key: str
+    account: str
+    params: TaskParams
+    work_dir: Path
+
+
+_scope: ContextVar[RunScope] = ContextVar("dragonflow_run_scope")
+
+
+def current_run() -> RunScope:
+    """The scope of the task flow running in this context."""
+    return _scope.get()
+
+
+def _run_name() -> str:
+    return key_for(runtime.flow_run.id)
+
+
+def as_json(value: Any) -> Any:
+    """A result as plain JSON data."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+class ResultArtifact(Artifact):
+    """A ``result`` artifact whose data is stored as JSON (the UI shows its keys/values)."""
+
+    async def aformat(self) -> Any:
+        return self.data
+
+
+async def record_result(value: Any) -> None:
+    """Store the result with the run (the API and the UI read it from there)."""
+    data = as_json(value)
+    wrapped = not isinstance(data, dict)
+    await ResultArtifact(
+        type=RESULT_ARTIFACT,
+        data={"value": data} if wrapped else data,
+        description=WRAPPED_RESULT if wrapped else "Task result",
+    ).acreate()
+
+
+def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
+    """Make ``fn(params, account)`` the Prefect flow of task ``name``."""
+
+    def decorate(fn: Callable[..., Awaitable[Any]]):
+        @functools.wraps(fn)
+        async def run(params, account: str = LOCAL_ACCOUNT):
+            run_id = runtime.flow_run.id
+            work_dir = get_settings().work_dir / str(run_id)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            token = _scope.set(RunScope(key_for(run_id), account, params, work_dir))
+            try:
+                value = await fn(params, account)
+            except TaskError as exc:
+                get_run_logger().error("%s", exc)
+                return Failed(message=str(exc))
+            finally:
+                _scope.reset(token)
+                shutil.rmtree(work_dir, ignore_errors=True)
+            await record_result(value)
+            return value
+
+        return flow(
+            name=name,
+            flow_run_name=_run_name,
+            persist_result=False,
+            validate_parameters=True,
+            on_completion=[notify_hook],
+            on_failure=[notify_hook],
+            on_crashed=[notify_hook],
+        )(run)
+
+    return decorate

@@ -1,0 +1,181 @@
+"""Render thumbnails (the ``image.thumb`` task) with Pillow."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageOps
+
+from flows.errors import TaskError
+from flows.settings import get_settings
+from flows.steps.probe import DECODE_ERRORS, open_image
+
+# format parameter -> (Pillow format, file extension, save options)
+_FORMATS = {
+    "jpeg": ("JPEG", "jpg", {"quality": 85}),
+    "png": ("PNG", "png", {}),
+    "gif": ("GIF", "gif", {}),
+    "webp": ("WEBP", "webp", {"quality": 85}),
+}
+_ROTATIONS = {
+    0: None,
+    90: Image.Transpose.ROTATE_90,  # Pillow's ROTATE_* turn counter-clockwise
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
+# Decode/resize at this many times the target before the final LANCZOS pass (as Image.thumbnail).
+_REDUCING_GAP = 2.0
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def make_thumbnail(
+    src: Path,
+    dest_dir: Path,
+    *,
+    width: int | None,
+    height: int | None,
+    crop: bool = False,
+    rotation: int = 0,
+    poster: bool = False,
+    format: str = "jpeg",
+    max_pixels: int | None = None,
+) -> tuple[Path, dict]:
+    """Write ``dest_dir/output.<ext>`` from ``src`` and return it with the ``image.thumb`` values.
+
+    The source is first turned upright from its EXIF orientation; ``original_width`` and
+    ``original_height`` are that upright size. With both ``width`` and ``height`` the image
+    fits inside the box (``crop=False``, aspect kept) or fills it exactly, centre-cropped
+    (``crop=True``); with one of them it is scaled to it, aspect kept; with neither it keeps
+    its size. Small images are scaled up to the requested size. ``rotation`` then turns the
+    thumbnail counter-clockwise, and ``poster`` draws a play icon in its centre. The output
+    is sRGB and carries no metadata; JPEG (and GIF) output has transparency flattened or
+    reduced as the format requires.
+    """
+    if format not in _FORMATS:
+        raise TaskError(f"format must be one of {', '.join(_FORMATS)}, not {format!r}")
+    if rotation not in _ROTATIONS:
+        raise TaskError(f"rotation must be one of 0, 90, 180, 270, not {rotation!r}")
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and value < 1:
+            raise TaskError(f"{name} must be a positive number of pixels, not {value}")
+    limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
+
+    with open_image(src, max_pixels=limit) as img:
+        try:
+            thumb, original = _resize(img, width, height, crop, limit)
+        except DECODE_ERRORS as exc:
+            raise TaskError(f"not a readable image: {exc}") from exc
+
+    if rotation:
+        thumb = thumb.transpose(_ROTATIONS[rotation])
+    if poster:
+        _draw_play_icon(thumb)
+    pil_format, ext, options = _FORMATS[format]
+    if pil_format == "JPEG" and thumb.mode == "RGBA":
+        thumb = _flatten(thumb)
+    thumb.info.clear()  # nothing (EXIF, ICC, comments) is carried into the file
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"output.{ext}"
+    thumb.save(dest, pil_format, **options)
+    values = {
+        "width": thumb.width,
+        "height": thumb.height,
+        "original_width": original[0],
+        "original_height": original[1],
+    }
+    return dest, values
+
+
+def _resize(
+    img: Image.Image, width: int | None, height: int | None, crop: bool, limit: int
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``img`` upright at the target size, as sRGB ``RGB``/``RGBA``; also its upright size."""
+    turned = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    original = (img.height, img.width) if turned else img.size
+    size = _target_size(original, width, height, crop)
+    if size[0] * size[1] > limit:
+        raise TaskError(
+            f"thumbnail would be {size[0]}×{size[1]} = {size[0] * size[1]} pixels, over the limit of {limit}"
+        )
+    # Only what the output needs is decoded: a JPEG decodes at 1/2, 1/4 or 1/8 scale when that
+    # still covers the target (draft is a no-op for other formats).
+    scale = max(size[0] / original[0], size[1] / original[1])
+    need = [max(1, math.ceil(side * scale * _REDUCING_GAP)) for side in img.size]
+    img.draft("RGB", (need[0], need[1]))
+    upright = ImageOps.exif_transpose(img)
+
+    icc = upright.info.get("icc_profile")
+    if upright.mode.startswith("I"):  # 16-bit grey: scale to 8 bits, as convert() would clip
+        upright = upright.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    if upright.mode not in ("L", "LA", "RGB", "RGBA", "CMYK") or "transparency" in upright.info:
+        upright = upright.convert("RGBA" if upright.has_transparency_data else "RGB")
+    box = _centre_box(upright.size, size) if crop else None
+    resized = upright.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+    return _to_srgb(resized, icc), original
+
+
+def _target_size(
+    original: tuple[int, int], width: int | None, height: int | None, crop: bool
+) -> tuple[int, int]:
+    """The output size for an upright source of size ``original``."""
+    ow, oh = original
+    if width and height:
+        if crop:
+            return width, height
+        scale = min(width / ow, height / oh)
+    elif width:
+        scale = width / ow
+    elif height:
+        scale = height / oh
+    else:
+        return original
+    return max(1, round(ow * scale)), max(1, round(oh * scale))
+
+
+def _centre_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The centred region of ``size`` with the aspect ratio of ``target``."""
+    w, h = size
+    scale = max(target[0] / w, target[1] / h)
+    cw, ch = target[0] / scale, target[1] / scale
+    return ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """``img`` as ``RGB``/``RGBA``, colour-converted to sRGB when it came with a usable ICC profile."""
+    mode = "RGBA" if img.mode in ("LA", "RGBA") else "RGB"
+    if icc:
+        try:
+            return ImageCms.profileToProfile(
+                img, ImageCms.ImageCmsProfile(io.BytesIO(icc)), _SRGB, outputMode=mode
+            )
+        except (ImageCms.PyCMSError, OSError):
+            pass  # unusable or mismatched profile: fall back to a plain conversion
+    return img if img.mode == mode else img.convert(mode)
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """An ``RGBA`` image composited onto white, as ``RGB``."""
+    background = Image.new("RGBA", img.size, "white")
+    return Image.alpha_composite(background, img).convert("RGB")
+
+
+def _draw_play_icon(img: Image.Image) -> None:
+    """Draw a centred play icon (dark translucent disc, white triangle), ~30% of the smaller side."""
+    side = max(1, round(min(img.size) * 0.3))
+    big = side * 4  # drawn at 4× and scaled down, for smooth edges
+    icon = Image.new("RGBA", (big, big))
+    draw = ImageDraw.Draw(icon)
+    draw.ellipse((0, 0, big - 1, big - 1), fill=(0, 0, 0, 128))
+    c, r = big / 2, big * 0.3  # triangle centroid and circumradius
+    draw.polygon(
+        [(c + r, c), (c - r / 2, c - r * math.sqrt(3) / 2), (c - r / 2, c + r * math.sqrt(3) / 2)],
+        fill="white",
+    )
+    icon = icon.resize((side, side), Image.Resampling.LANCZOS)
+    position = ((img.width - side) // 2, (img.height - side) // 2)
+    if img.mode == "RGBA":
+        img.alpha_composite(icon, position)
+    else:
+        img.paste(icon, position, icon)

@@ -1,0 +1,156 @@
+"""Session fixtures: the whole service started once with ``dragonflow up`` (SQLite Prefect
+server, warm worker, API) in a temporary home, and real HTTP servers on 127.0.0.1 for
+inputs and callbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """The running service: its URLs, environment and the local account."""
+
+    def __init__(self, api: str, prefect_api: str, env: dict[str, str], account: dict[str, str]):
+        self.api, self.prefect_api, self.env, self.account = api, prefect_api, env, account
+        self.http = httpx.Client(base_url=api, timeout=60)
+
+    def create(self, tasks, *, secret: str | None = None, **body) -> httpx.Response:
+        payload = {"secret": secret or self.account["secret"], "tasks": tasks, **body}
+        return self.http.post("/v2/create", json=payload)
+
+    def run(self, task: dict, **body) -> dict:
+        """Create one task with block=true and return its final status."""
+        response = self.create(task, block=True, **body)
+        assert response.status_code == 200, response.text
+        return response.json()[0]
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "deployments.cli", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        )
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Iterator[Service]:
+    home = tmp_path_factory.mktemp("dragonflow-home")
+    port, prefect_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
+    env.update(
+        DRAGONFLOW_HOME=str(home),
+        DRAGONFLOW_FETCH_ALLOW="127.0.0.1",
+        DRAGONFLOW_CALLBACK_BACKOFF="0.1",
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    log = open(home / "up.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployments.cli", "up", "--port", str(port), "--prefect-port", str(prefect_port)],
+        env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    line = ""
+    while not line.startswith("{"):
+        try:
+            line = lines.get(timeout=180)
+        except queue.Empty:
+            process.kill()
+            raise RuntimeError("dragonflow up did not start: " + (home / "up.log").read_text()[-3000:])
+    info = json.loads(line)
+    env["PREFECT_API_URL"] = f"{info['prefect_ui']}/api"
+    yield Service(info["api"], env["PREFECT_API_URL"], env, info["account"])
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Records POSTed JSON bodies by path (callbacks and errbacks)."""
+
+    received: dict[str, "queue.Queue[dict]"] = {}
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.received.setdefault(self.path, queue.Queue()).put(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """A static HTTP server on 127.0.0.1 over a directory of generated inputs."""
+    root = tmp_path_factory.mktemp("media")
+    server, url = _serve(lambda *a, **k: Quiet(*a, directory=str(root), **k))
+
+    class Media:
+        base = url
+        directory = root
+
+        def image(self, name: str, size=(400, 300), color=(200, 30, 30), fmt="JPEG") -> str:
+            Image.new("RGB", size, color).save(root / name, fmt)
+            return f"{url}/{name}"
+
+    yield Media()
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def callbacks():
+    """A callback receiver on 127.0.0.1: ``url(path)`` and ``wait(path)``."""
+    server, url = _serve(Recorder)
+
+    class Callbacks:
+        def url(self, path: str) -> str:
+            return f"{url}{path}"
+
+        def wait(self, path: str, timeout: float = 30) -> dict:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if path in Recorder.received:
+                    return Recorder.received[path].get(timeout=timeout)
+                time.sleep(0.05)
+            raise AssertionError(f"no callback on {path}")
+
+    yield Callbacks()
+    server.shutdown()

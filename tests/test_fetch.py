@@ -1,0 +1,269 @@
+"""flows.steps.fetch against real HTTP servers on 127.0.0.1 (and 127.0.0.2)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+from blocks import storage
+from flows.errors import FetchError
+from flows.settings import Settings
+from flows.steps.fetch import check_url_allowed, fetch
+
+BLOB = os.urandom(200_000)
+LIMIT = 10_000
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes: /data/*, /big, /nolength, /missing, /slow, /redirect?to=, /chain/N, /rel."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, length: bool = True):
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.server.seen.append(self.path)
+        path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
+        if path.startswith("/data/"):
+            self._send(200, BLOB)
+        elif path == "/big":
+            self._send(200, BLOB[: LIMIT + 1])
+        elif path == "/nolength":  # HTTP/1.0, body ends when the connection closes
+            self.send_response(200)
+            self.end_headers()
+            for i in range(0, len(BLOB), 1000):
+                self.wfile.write(BLOB[i : i + 1000])
+        elif path == "/missing":
+            self._send(404, b"nope")
+        elif path == "/slow":
+            time.sleep(1.5)
+            self._send(200, b"late")
+        elif path == "/redirect":
+            self._send(302, headers={"Location": query["to"][0]})
+        elif path.startswith("/chain/"):
+            self._send(302, headers={"Location": f"/chain/{int(path.rsplit('/', 1)[1]) + 1}"})
+        elif path == "/rel":
+            self._send(301, headers={"Location": "data/relative.bin"})
+        else:
+            self._send(500)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str):
+        super().__init__((host, 0), Handler)
+        self.seen: list[str] = []
+        self.base = f"http://{host}:{self.server_address[1]}"
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # the client hanging up mid-body (size limit, timeout) is expected
+
+
+@pytest.fixture(scope="module")
+def servers():
+    started = [Server("127.0.0.1"), Server("127.0.0.2")]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in started]
+    for thread in threads:
+        thread.start()
+    yield started
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def srv(servers):
+    """The 127.0.0.1 server, its request log cleared."""
+    for server in servers:
+        server.seen.clear()
+    return servers[0]
+
+
+@pytest.fixture
+def other(servers):
+    """The 127.0.0.2 server (cleared by ``srv``)."""
+    return servers[1]
+
+
+@pytest.fixture(autouse=True)
+def not_stored(monkeypatch):
+    async def _none(url):
+        return None
+
+    monkeypatch.setattr(storage, "open_stored", _none)
+
+
+@pytest.fixture
+def no_http(monkeypatch):
+    """Fail the test if fetch sends any HTTP request."""
+
+    async def _send(*args, **kwargs):
+        raise AssertionError("an HTTP request was sent")
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", _send)
+
+
+def cfg(*allow: str, **kw) -> Settings:
+    return Settings(fetch_allow=list(allow), **{"fetch_max_bytes": LIMIT * 100, "fetch_timeout": 5.0, **kw})
+
+
+async def test_download_allowed(srv, tmp_path):
+    dest = tmp_path / "in"
+    path = await fetch(f"{srv.base}/data/clip.mp4?x=1", dest, settings=cfg("127.0.0.1", fetch_max_bytes=len(BLOB)))
+    assert path.parent == dest and path.name == "clip.mp4"
+    assert path.read_bytes() == BLOB
+    assert srv.seen == ["/data/clip.mp4?x=1"]
+
+
+async def test_names_are_safe_and_unique(srv, tmp_path):
+    settings = cfg("127.0.0.1", fetch_max_bytes=len(BLOB))
+    first = await fetch(f"{srv.base}/data/a.gif", tmp_path, settings=settings)
+    second = await fetch(f"{srv.base}/data/a.gif", tmp_path, settings=settings)
+    odd = await fetch(f"{srv.base}/data/..%2F..%2Fevil%20name.PNG", tmp_path, settings=settings)
+    bare = await fetch(f"{srv.base}/data/", tmp_path, settings=settings)
+    assert [first.name, second.name] == ["a.gif", "a-1.gif"]
+    assert odd.name == "evil_name.PNG" and odd.parent == tmp_path
+    assert bare.name == "input"
+    assert all(p.read_bytes() == BLOB for p in (first, second, odd, bare))
+
+
+async def test_loopback_refused_by_default(srv, tmp_path):
+    url = f"{srv.base}/data/x.bin"
+    with pytest.raises(FetchError) as info:
+        await fetch(url, tmp_path, settings=cfg())
+    message = str(info.value)
+    assert message.startswith(f"could not fetch {url}: ")
+    assert "address 127.0.0.1 of host 127.0.0.1 is private" in message and "DRAGONFLOW_FETCH_ALLOW" in message
+    assert srv.seen == [] and list(tmp_path.iterdir()) == []
+
+
+async def test_other_loopback_address_not_covered_by_single_ip(srv, other, tmp_path):
+    with pytest.raises(FetchError, match="address 127.0.0.2 of host 127.0.0.2"):
+        await fetch(f"{other.base}/data/x.bin", tmp_path, settings=cfg("127.0.0.1"))
+    assert other.seen == []
+
+
+async def test_cidr_entry_allows(srv, other, tmp_path):
+    path = await fetch(f"{other.base}/data/x.bin", tmp_path, settings=cfg("127.0.0.0/8", fetch_max_bytes=len(BLOB)))
+    assert path.read_bytes() == BLOB and other.seen == ["/data/x.bin"]
+
+
+async def test_hostname_entry_allows(srv, tmp_path):
+    port = srv.server_address[1]
+    path = await fetch(f"http://localhost:{port}/data/", tmp_path, settings=cfg("localhost", fetch_max_bytes=len(BLOB)))
+    assert path.read_bytes() == BLOB
+    with pytest.raises(FetchError, match="host localhost"):
+        await fetch(f"http://localhost:{port}/data/", tmp_path, settings=cfg("example.com"))
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://0.0.0.0:80/", "http://[::1]/",
+                                 "http://[::ffff:10.1.2.3]/", "http://224.0.0.1/", "http://100.64.0.1/"])
+async def test_internal_addresses_refused_before_connecting(url, no_http, tmp_path):
+    with pytest.raises(FetchError, match="private/loopback/link-local"):
+        await fetch(url, tmp_path, settings=cfg("127.0.0.1"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "gopher://x/", "http:///nohost"])
+async def test_other_schemes_refused(url, no_http, tmp_path):
+    with pytest.raises(FetchError, match="only http and https URLs are accepted"):
+        await fetch(url, tmp_path, settings=cfg("127.0.0.1"))
+
+
+async def test_unresolvable_host(no_http, tmp_path):
+    with pytest.raises(FetchError, match="could not resolve host"):
+        await fetch("http://nonexistent.invalid/x", tmp_path, settings=cfg())
+
+
+async def test_check_url_allowed_returns_addresses():
+    assert [str(ip) for ip in await check_url_allowed("http://127.0.0.1:1/", cfg("127.0.0.1/32"))] == ["127.0.0.1"]
+    assert [str(ip) for ip in await check_url_allowed("https://8.8.8.8/", cfg())] == ["8.8.8.8"]
+
+
+async def test_redirects_followed(srv, tmp_path):
+    settings = cfg("127.0.0.1", fetch_max_bytes=len(BLOB))
+    target = f"{srv.base}/data/final.bin"
+    path = await fetch(f"{srv.base}/redirect?to={target}", tmp_path, settings=settings)
+    assert path.read_bytes() == BLOB and path.name == "redirect"
+    relative = await fetch(f"{srv.base}/rel", tmp_path, settings=settings)
+    assert relative.read_bytes() == BLOB
+    assert srv.seen == [f"/redirect?to={target}", "/data/final.bin", "/rel", "/data/relative.bin"]
+
+
+async def test_too_many_redirects(srv, tmp_path):
+    with pytest.raises(FetchError, match=r"too many redirects \(more than 2\)"):
+        await fetch(f"{srv.base}/chain/0", tmp_path, settings=cfg("127.0.0.1", fetch_max_redirects=2))
+    assert srv.seen == ["/chain/0", "/chain/1", "/chain/2"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("to", ["http://127.0.0.2:{port2}/data/x", "http://169.254.169.254/", "file:///etc/passwd"])
+async def test_redirect_to_refused_url(to, srv, other, tmp_path):
+    to = to.format(port2=other.server_address[1])
+    url = f"{srv.base}/redirect?to={to}"
+    with pytest.raises(FetchError) as info:
+        await fetch(url, tmp_path, settings=cfg("127.0.0.1"))
+    assert str(info.value).startswith(f"could not fetch {url}: redirected to {to}: ")
+    assert srv.seen == [f"/redirect?to={to}"] and other.seen == []
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_http_error_status(srv, tmp_path):
+    with pytest.raises(FetchError, match="HTTP 404 Not Found"):
+        await fetch(f"{srv.base}/missing", tmp_path, settings=cfg("127.0.0.1"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("route", ["/big", "/nolength"])
+async def test_size_limit(route, srv, tmp_path):
+    with pytest.raises(FetchError, match=f"too large: .*limit of {LIMIT} bytes"):
+        await fetch(f"{srv.base}{route}", tmp_path, settings=cfg("127.0.0.1", fetch_max_bytes=LIMIT))
+    assert srv.seen == [route]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_no_length_within_limit(srv, tmp_path):
+    path = await fetch(f"{srv.base}/nolength", tmp_path, settings=cfg("127.0.0.1", fetch_max_bytes=len(BLOB)))
+    assert path.read_bytes() == BLOB
+
+
+async def test_timeout(srv, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="timed out after 0.5 s"):
+        await fetch(f"{srv.base}/slow", tmp_path, settings=cfg("127.0.0.1", fetch_timeout=0.5))
+    assert time.monotonic() - start < 1.4
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_own_storage_copied_without_http(srv, tmp_path, monkeypatch, no_http):
+    stored = tmp_path / "store" / "output.jpg"
+    stored.parent.mkdir()
+    stored.write_bytes(BLOB)
+    asked = []
+
+    async def _open_stored(url):
+        asked.append(url)
+        return LocalFileSystem(), str(stored)
+
+    monkeypatch.setattr(storage, "open_stored", _open_stored)
+    url = f"{srv.base}/storage/persistent/acct/KEY/output.jpg"
+    path = await fetch(url, tmp_path / "in", settings=cfg())  # loopback not allowed: no HTTP at all
+    assert path == tmp_path / "in" / "output.jpg" and path.read_bytes() == BLOB
+    assert asked == [url] and srv.seen == []
+

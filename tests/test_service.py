@@ -1,0 +1,203 @@
+"""End to end: HTTP -> Prefect server -> warm worker -> storage -> status."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import httpx
+from PIL import Image
+
+from api.keys import run_id_for
+
+
+def test_health(service):
+    response = service.http.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["workers"], response.json()
+
+
+def test_hello_block(service):
+    status = service.run({"task_name": "hello", "name": "John"})
+    assert status["status"] == "success"
+    assert status["result"] == "Hello John"
+    assert len(status["key"]) == 26 and run_id_for(status["key"]) is not None
+    events = status["events"]
+    assert events["queued"] <= events["started"] <= events["completed"]
+
+
+def test_create_answers_list_in_order_then_poll(service):
+    names = ["Ann", "Bob", "Cid"]
+    response = service.create([{"task_name": "hello", "name": n} for n in names])
+    assert response.status_code == 200
+    created = response.json()
+    assert len(created) == 3
+    assert {s["status"] for s in created} <= {"queued", "executing", "success"}
+    keys = [s["key"] for s in created]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        statuses = service.http.get(
+            "/v2/status", params={"tasks": keys, "secret": service.account["secret"]}
+        ).json()
+        if all(s["status"] == "success" for s in statuses):
+            break
+        time.sleep(0.1)
+    assert [s["key"] for s in statuses] == keys
+    assert [s["result"] for s in statuses] == [f"Hello {n}" for n in names]
+
+
+def test_thumb_output_downloads_and_feeds_next_task(service, media):
+    url = media.image("photo.jpg", size=(800, 600))
+    status = service.run({"task_name": "image.thumb", "url": url, "width": 200, "height": 200})
+    assert status["status"] == "success", status
+    result = status["result"]
+    assert (result["width"], result["height"]) == (200, 150)
+    assert (result["original_width"], result["original_height"]) == (800, 600)
+    download = httpx.get(result["output"])
+    assert download.status_code == 200
+    image = Image.open(io.BytesIO(download.content))
+    assert image.format == "JPEG" and image.size == (200, 150)
+    # GET /v2/status answers the same final status
+    again = service.http.get(
+        "/v2/status", params={"tasks": status["key"], "secret": service.account["secret"]}
+    ).json()[0]
+    assert again["result"] == result and again["status"] == "success"
+    # our own output URL is read straight from storage by the next task
+    info = service.run({"task_name": "image.info", "url": result["output"]})
+    assert info["status"] == "success", info
+    assert (info["result"]["width"], info["result"]["height"]) == (200, 150)
+    assert info["result"]["content_type"] == "image/jpeg"
+
+
+def test_volatile_store_and_details(service, media):
+    url = media.image("vol.png", size=(64, 64), fmt="PNG")
+    status = service.run(
+        {"task_name": "image.thumb", "url": url, "width": 32, "format": "png", "task_store": {"type": "volatile"}}
+    )
+    assert status["status"] == "success", status
+    assert "/storage/volatile/local/" + status["key"] in status["result"]["output"]
+    detailed = service.http.post(
+        "/v2/status",
+        json={"tasks": [status["key"]], "details": True, "secret": service.account["secret"]},
+    ).json()[0]
+    assert detailed["details"]["task_name"] == "image.thumb"
+    assert detailed["details"]["parameters"]["width"] == 32
+    assert detailed["details"]["prefect_ui"].endswith(str(run_id_for(status["key"])))
+
+
+def test_callback_receives_full_status(service, media, callbacks):
+    url = media.image("cb.jpg")
+    status = service.run(
+        {"task_name": "image.info", "url": url, "url_callback": callbacks.url("/done")}
+    )
+    received = callbacks.wait("/done")
+    assert received["key"] == status["key"]
+    assert received["status"] == "success"
+    assert received["result"]["width"] == 400
+
+
+def test_errback_on_failing_task(service, media, callbacks):
+    missing = f"{media.base}/missing.jpg"
+    status = service.run(
+        {"task_name": "image.info", "url": missing, "url_errback": callbacks.url("/failed")}
+    )
+    assert status["status"] == "error"
+    assert missing in status["error"] and "404" in status["error"]
+    received = callbacks.wait("/failed")
+    assert received["key"] == status["key"] and received["error"] == status["error"]
+
+
+def test_validation_error_status(service):
+    status = service.run({"task_name": "image.thumb", "width": "wide"})
+    assert status["status"] == "error"
+    assert status["error"]["parameters"]["url"] == ["this field is required"]
+    assert "width" in status["error"]["parameters"]
+    assert "completed" in status["events"]
+
+
+def test_private_address_fetch_refused(service):
+    status = service.run({"task_name": "image.info", "url": "http://127.0.0.2:9/x.jpg"})
+    assert status["status"] == "error"
+    assert "127.0.0.2" in status["error"] and "DRAGONFLOW_FETCH_ALLOW" in status["error"]
+
+
+def test_not_an_image(service, media):
+    (media.directory / "notes.txt").write_text("hello")
+    status = service.run({"task_name": "image.info", "url": f"{media.base}/notes.txt"})
+    assert status["status"] == "error"
+    assert "image" in status["error"]
+
+
+def test_auth_errors(service):
+    response = service.create({"task_name": "hello", "name": "x"}, secret="wrong")
+    assert response.status_code == 401
+    assert response.json()["status"] == "error"
+    response = service.http.post("/v2/create", json={"tasks": {"task_name": "hello", "name": "x"}})
+    assert response.status_code == 401
+    response = service.http.post(
+        "/v2/create",
+        json={"api_key": service.account["api_key"], "tasks": {"task_name": "hello", "name": "x"}},
+        headers={"Referer": "https://evil.example/"},
+    )
+    assert response.status_code == 401
+    assert "Referer" in response.json()["errors"][0]["description"]
+
+
+def test_secret_header_text_plain_and_api_key_referrer(service):
+    body = json.dumps({"tasks": {"task_name": "hello", "name": "Plain"}, "block": True})
+    response = service.http.post(
+        "/v2/create",
+        content=body,
+        headers={"Authorization": f"Secret {service.account['secret']}", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["result"] == "Hello Plain"
+    created = service.cli("account", "create", "webapp", "--referrer", "https://app.example")
+    assert created.returncode == 0, created.stderr
+    webapp = json.loads(created.stdout)
+    response = service.http.post(
+        "/v2/create",
+        json={"tasks": {"task_name": "hello", "name": "Web"}, "block": True},
+        headers={"Authorization": f"Api-Key {webapp['api_key']}", "Referer": "https://app.example/page"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["result"] == "Hello Web"
+
+
+def test_accounts_see_only_their_tasks(service):
+    other = json.loads(service.cli("account", "create", "other").stdout)
+    status = service.run({"task_name": "hello", "name": "Mine"})
+    seen = service.http.get(
+        "/v2/status", params={"tasks": status["key"], "secret": other["secret"]}
+    ).json()[0]
+    assert seen["status"] == "error" and seen["error"] == "unknown task key"
+    assert "result" not in seen
+
+
+def test_bad_requests(service):
+    response = service.http.post("/v2/create", json={"secret": service.account["secret"]})
+    assert response.status_code == 400
+    assert response.json() == {
+        "status": "error",
+        "errors": [{"name": "tasks", "location": "body", "description": "tasks is missing"}],
+    }
+    response = service.create({"task_name": "image.nope"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["name"] == "tasks.0.task_name"
+    response = service.http.post("/v2/create", content="{not json")
+    assert response.status_code == 400
+    garbage = service.http.get(
+        "/v2/status", params={"tasks": "NOTAKEY", "secret": service.account["secret"]}
+    ).json()
+    assert garbage[0]["status"] == "error" and garbage[0]["key"] == "NOTAKEY"
+
+
+def test_cli_run_prints_status(service):
+    done = service.cli("run", "hello", "name=CLI")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["status"] == "success" and status["result"] == "Hello CLI"
+    failed = service.cli("run", "image.thumb", "width=10")
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["error"]["parameters"]["url"] == ["this field is required"]
