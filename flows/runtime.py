@@ -9,13 +9,15 @@ reads) and calls ``url_callback``/``url_errback`` once the final state is set.
 
 import functools
 import shutil
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
+from uuid import UUID
 
 from prefect import flow, get_run_logger, runtime
-from prefect.artifacts import Artifact
+from prefect.artifacts import Artifact, acreate_progress_artifact, aupdate_progress_artifact
 from prefect.states import Failed
 from pydantic import BaseModel
 
@@ -27,17 +29,21 @@ from flows.settings import get_settings
 from flows.steps.notify import notify_hook
 
 LOCAL_ACCOUNT = "local"
+PROGRESS_INTERVAL = 0.5
 P = TypeVar("P", bound=TaskParams)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunScope:
-    """The running task: its key, account, parameters and scratch directory."""
+    """The running task: its key, account, parameters, scratch directory and progress."""
 
     key: str
     account: str
     params: TaskParams
     work_dir: Path
+    progress_artifact: UUID | None = None
+    progress: float = -1.0
+    progress_at: float = 0.0
 
 
 _scope: ContextVar[RunScope] = ContextVar("dragonflow_run_scope")
@@ -46,6 +52,29 @@ _scope: ContextVar[RunScope] = ContextVar("dragonflow_run_scope")
 def current_run() -> RunScope:
     """The scope of the task flow running in this context."""
     return _scope.get()
+
+
+async def report_progress(percent: float, *, force: bool = False) -> None:
+    """Publish the task's progress (0-100) as the run's progress artifact.
+
+    Shown as the status ``progress`` and in the Prefect UI; throttled to whole percents
+    and at most one update per ``PROGRESS_INTERVAL`` seconds unless ``force``.
+    """
+    run = current_run()
+    percent = round(max(0.0, min(100.0, percent)))
+    now = time.monotonic()
+    if not force and (percent <= run.progress or now - run.progress_at < PROGRESS_INTERVAL):
+        return
+    run.progress, run.progress_at = percent, now
+    if run.progress_artifact is None:
+        run.progress_artifact = await acreate_progress_artifact(percent, description="Task progress")
+    else:
+        await aupdate_progress_artifact(run.progress_artifact, percent)
+
+
+async def publish_partial(values: dict[str, Any]) -> None:
+    """Publish part of the result early: the status stays ``executing`` with this ``result``."""
+    await record_result(values, description="Partial result")
 
 
 def _run_name() -> str:
@@ -64,14 +93,14 @@ class ResultArtifact(Artifact):
         return self.data
 
 
-async def record_result(value: Any) -> None:
-    """Store the result with the run (the API and the UI read it from there)."""
+async def record_result(value: Any, description: str = "Task result") -> None:
+    """Store the result with the run (the API and the UI read the newest one)."""
     data = as_json(value)
     wrapped = not isinstance(data, dict)
     await ResultArtifact(
         type=RESULT_ARTIFACT,
         data={"value": data} if wrapped else data,
-        description=WRAPPED_RESULT if wrapped else "Task result",
+        description=WRAPPED_RESULT if wrapped else description,
     ).acreate()
 
 
