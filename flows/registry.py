@@ -6,7 +6,7 @@ The single source of truth: API validation, deployment registration and the docs
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import Flow
@@ -21,6 +21,8 @@ class TaskSpec:
 
     flow: Flow[..., Any]
     outputs: tuple[str, ...] = ()
+    v1_defaults: dict[str, Any] = field(default_factory=dict)
+    """Parameter defaults where the v1 reference differs from v2 (applied on /v1 routes)."""
 
     @property
     def name(self) -> str:
