@@ -11,10 +11,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectHTTPStatusError
 
-from api import v2
+from api import files, storage
 from api.auth import Accounts
+from api.cors import AccountCORS
+from api.routes import tasks_router
 from api.errors import ApiError, api_error_handler, unavailable
 from api.tasks import TaskService
+from api.watcher import RunWatcher
 from blocks.storage import STORE_NAMES, load_store
 from flows.settings import get_settings
 
@@ -22,10 +25,15 @@ from flows.settings import get_settings
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     async with get_client() as client:
+        watcher = RunWatcher(client)
         app.state.client = client
         app.state.accounts = Accounts(client)
-        app.state.tasks = TaskService(client)
-        yield
+        app.state.tasks = TaskService(client, watcher)
+        watcher.start()
+        try:
+            yield
+        finally:
+            await watcher.stop()
 
 
 async def prefect_down_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -43,7 +51,11 @@ def create_app() -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     for exc_type in (httpx.TransportError, PrefectHTTPStatusError):
         app.add_exception_handler(exc_type, prefect_down_handler)
-    app.include_router(v2.router)
+    for version in ("v1", "v2"):
+        app.include_router(tasks_router(version))
+    app.include_router(files.router)
+    app.include_router(storage.router)
+    app.add_middleware(AccountCORS, accounts=lambda: getattr(app.state, "accounts", None))
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:

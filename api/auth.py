@@ -45,12 +45,22 @@ class Accounts:
                 return account
         return None
 
-    async def lookup(self, kind: str, value: str) -> AccountBlock | None:
-        account = await self._find(kind, value)
-        if account is None and time.monotonic() - self._loaded_at > RELOAD_INTERVAL:
+    async def reload(self, older_than: float = RELOAD_INTERVAL) -> None:
+        """Re-read the accounts when the cached copy is older than ``older_than`` seconds."""
+        if time.monotonic() - self._loaded_at > older_than:
             async with self._lock:
                 self._accounts = await load_accounts(self._client)
                 self._loaded_at = time.monotonic()
+
+    @property
+    def origins(self) -> set[str]:
+        """Every whitelisted origin (browser clients get CORS headers for these)."""
+        return {_origin(r) if "://" in r else r.lower() for a in self._accounts for r in a.referrers}
+
+    async def lookup(self, kind: str, value: str) -> AccountBlock | None:
+        account = await self._find(kind, value)
+        if account is None:
+            await self.reload()
             account = await self._find(kind, value)
         return account
 

@@ -1,31 +1,45 @@
 """Creating tasks as flow runs of their deployments, and reading their statuses back.
 
-Shared by the REST API and ``dragonflow run``.
+Shared by the REST API (v1 and v2) and ``dragonflow run``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import FlowRun, State
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 from pydantic import ValidationError
 
-from api.errors import bad_request
+from api.errors import bad_request, unauthorized
 from api.keys import key_for, run_id_for
 from api.status import ACCOUNT_TAG, INVALID_PARAMETERS, account_of, build_status, read_runs
+from api.watcher import RunWatcher
+from blocks.account import AccountBlock
 from flows.params import parameter_errors
 from flows.registry import TASKS
 from flows.steps.notify import post_status
 
-POLL_SECONDS = 0.05
 RESERVED = {"task_name", "secret", "api_key"}
+IDEMPOTENCY_TAG = "idempotency:"
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+V1_STORE = {"type": "volatile"}
+_ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
 
 def unknown_status(key: str, version: str) -> dict[str, Any]:
@@ -56,11 +70,25 @@ def check_definitions(tasks: Any) -> list[dict[str, Any]]:
     return definitions
 
 
+def with_version_defaults(definition: dict[str, Any], version: str) -> dict[str, Any]:
+    """The task's parameters with the API version's defaults filled in (v1: volatile store)."""
+    raw = {k: v for k, v in definition.items() if k not in RESERVED}
+    if version == "v1":
+        for name, value in {"task_store": V1_STORE, **TASKS[definition["task_name"]].v1_defaults}.items():
+            raw.setdefault(name, value)
+    return raw
+
+
+def is_final(run: FlowRun) -> bool:
+    return run.state is not None and run.state.is_final()
+
+
 class TaskService:
     """Flow runs on the Prefect server seen as Stupeflix tasks."""
 
-    def __init__(self, client: PrefectClient):
+    def __init__(self, client: PrefectClient, watcher: RunWatcher | None = None):
         self.client = client
+        self.watcher = watcher
         self._deployments: dict[str, UUID] = {}
 
     async def deployment_id(self, task_name: str) -> UUID:
@@ -70,37 +98,133 @@ class TaskService:
         return self._deployments[task_name]
 
     async def create_one(
-        self, definition: dict[str, Any], account: str, state: State | None = None
+        self,
+        definition: dict[str, Any],
+        account: str,
+        *,
+        version: str = "v2",
+        state: State | None = None,
+        extra_tags: list[str] | None = None,
     ) -> FlowRun:
         """Queue one task (``state``: initial state, default Scheduled); parameter errors
         give a run that is already ``error``."""
         spec = TASKS[definition["task_name"]]
-        raw = {k: v for k, v in definition.items() if k not in RESERVED}
-        tags = [spec.name, ACCOUNT_TAG + account]
+        raw = with_version_defaults(definition, version)
+        tags = [spec.name, ACCOUNT_TAG + account, *(extra_tags or [])]
         deployment_id = await self.deployment_id(spec.name)
         try:
             params = spec.params.model_validate(raw).model_dump(mode="json")
         except ValidationError as exc:
-            error = {"parameters": parameter_errors(exc)}
-            run = await self.client.create_flow_run_from_deployment(
-                deployment_id,
-                parameters={"params": raw, "account": account},
-                tags=tags,
-                state=Failed(name=INVALID_PARAMETERS, message=json.dumps(error)),
-            )
-            await self.client.set_flow_run_name(run.id, key_for(run.id))
-            if isinstance(raw.get("url_errback"), str):
-                found = await read_runs(self.client, [run.id])
-                asyncio.create_task(post_status(raw["url_errback"], build_status(*found[run.id])))
-            return run
+            return await self._create_invalid(deployment_id, raw, account, tags, exc, version)
         return await self.client.create_flow_run_from_deployment(
             deployment_id, parameters={"params": params, "account": account}, tags=tags, state=state
         )
 
-    async def create(self, definitions: list[dict[str, Any]], account: str) -> list[UUID]:
-        """Queue tasks; run ids in request order."""
-        runs = await asyncio.gather(*(self.create_one(d, account) for d in definitions))
+    async def _create_invalid(
+        self, deployment_id: UUID, raw: dict, account: str, tags: list[str], exc: ValidationError, version: str
+    ) -> FlowRun:
+        """A run recorded as failed at once, so the client gets a key and an error status."""
+        error = {"parameters": parameter_errors(exc)}
+        run = await self.client.create_flow_run_from_deployment(
+            deployment_id,
+            parameters={"params": raw, "account": account},
+            tags=tags,
+            state=Failed(name=INVALID_PARAMETERS, message=json.dumps(error)),
+        )
+        await self.client.set_flow_run_name(run.id, key_for(run.id))
+        if isinstance(raw.get("url_errback"), str):
+            found = await read_runs(self.client, [run.id])
+            status = build_status(*found[run.id], version=version)
+            asyncio.create_task(post_status(raw["url_errback"], status))
+        return run
+
+    async def check_limits(self, account: AccountBlock, count: int) -> None:
+        """401 when ``count`` more tasks would exceed the account's limits."""
+        tag = FlowRunFilterTags(all_=[ACCOUNT_TAG + account.name])
+        if account.max_concurrent:
+            active = await self.client.count_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=tag, state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_ACTIVE))
+                )
+            )
+            if active + count > account.max_concurrent:
+                raise unauthorized(
+                    f"account limits reached: {active} tasks running or queued, limit {account.max_concurrent}"
+                )
+        if account.max_per_day:
+            since = datetime.now(timezone.utc) - timedelta(days=1)
+            today = await self.client.count_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=tag, expected_start_time=FlowRunFilterExpectedStartTime(after_=since)
+                )
+            )
+            if today + count > account.max_per_day:
+                raise unauthorized(
+                    f"account limits reached: {today} tasks in the last 24 h, limit {account.max_per_day}"
+                )
+
+    async def _repeated(self, account: str, tag: str) -> list[UUID] | None:
+        """Run ids created by the same idempotent request in the last 24 h, in request order."""
+        runs = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[ACCOUNT_TAG + account, tag]),
+                expected_start_time=FlowRunFilterExpectedStartTime(
+                    after_=datetime.now(timezone.utc) - IDEMPOTENCY_WINDOW
+                ),
+            )
+        )
+
+        def index(run: FlowRun) -> int:
+            return next(int(t.rsplit("#", 1)[1]) for t in run.tags if t.startswith(tag + "#"))
+
+        return [run.id for run in sorted(runs, key=index)] or None
+
+    async def create(
+        self,
+        definitions: list[dict[str, Any]],
+        account: AccountBlock,
+        *,
+        version: str = "v2",
+        idempotency_key: str | None = None,
+    ) -> list[UUID]:
+        """Queue tasks; run ids in request order. A repeated ``idempotency_key`` within 24 h
+        returns the first request's tasks instead of queuing again."""
+        tag = None
+        if idempotency_key:
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+            tag = IDEMPOTENCY_TAG + digest
+            repeated = await self._repeated(account.name, tag)
+            if repeated:
+                return repeated
+        await self.check_limits(account, len(definitions))
+        runs = await asyncio.gather(
+            *(
+                self.create_one(d, account.name, version=version, extra_tags=[tag, f"{tag}#{i}"] if tag else None)
+                for i, d in enumerate(definitions)
+            )
+        )
         return [run.id for run in runs]
+
+    async def read(self, keys: list[str], account: str) -> dict[str, tuple]:
+        """key -> (run, artifacts) for the keys that name a run of ``account``."""
+        ids = {key: run_id_for(key) for key in keys}
+        found = await read_runs(self.client, [i for i in ids.values() if i is not None])
+        return {
+            key: found[run_id]
+            for key, run_id in ids.items()
+            if run_id in found and account_of(found[run_id][0]) == account
+        }
+
+    def render(self, key: str, entry: tuple | None, *, version: str, details: bool = False) -> dict[str, Any]:
+        if entry is None:
+            return unknown_status(key, version)
+        ui = PREFECT_UI_URL.value()
+        return build_status(
+            *entry,
+            version=version,
+            details=details,
+            ui_url=f"{ui}/runs/flow-run/{entry[0].id}" if ui else None,
+        )
 
     async def statuses(
         self,
@@ -110,31 +234,42 @@ class TaskService:
         version: str = "v2",
         details: bool = False,
         block: bool = False,
-        timeout: float = 600.0,
+        timeout: float = 3600.0,
     ) -> list[dict[str, Any]]:
         """Statuses for ``keys`` in order; with ``block``, once every task has ended."""
-        ids = {key: run_id_for(key) for key in keys}
-        wanted = [i for i in ids.values() if i is not None]
+        found = await self.read(keys, account)
+        if block and self.watcher and any(not is_final(run) for run, _ in found.values()):
+            async for _ in self.changes(found, timeout=timeout):
+                pass
+        return [self.render(key, found.get(key), version=version, details=details) for key in keys]
+
+    async def changes(self, found: dict[str, tuple], *, timeout: float) -> AsyncIterator[str]:
+        """Update ``found`` in place as its runs change; yields the key of each change,
+        until every run has ended (or ``timeout``)."""
+        by_id = {entry[0].id: key for key, entry in found.items()}
         deadline = time.monotonic() + timeout
-        while True:
-            found = {
-                run_id: entry
-                for run_id, entry in (await read_runs(self.client, wanted)).items()
-                if account_of(entry[0]) == account
-            }
-            pending = [r for r, _ in found.values() if r.state is None or not r.state.is_final()]
-            if not block or not pending or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(POLL_SECONDS)
-        ui = PREFECT_UI_URL.value()
-        return [
-            build_status(
-                *found[ids[key]],
-                version=version,
-                details=details,
-                ui_url=f"{ui}/runs/flow-run/{ids[key]}" if ui else None,
-            )
-            if ids[key] in found
-            else unknown_status(key, version)
-            for key in keys
-        ]
+        async with self.watcher.subscribe(list(by_id)) as queue:
+            while any(not is_final(run) for run, _ in found.values()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    run, artifacts = await asyncio.wait_for(queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    return
+                key = by_id[run.id]
+                found[key] = (run, artifacts)
+                yield key
+
+    async def stream(
+        self, keys: list[str], account: str, *, version: str, timeout: float = 3600.0
+    ) -> AsyncIterator[str]:
+        """Newline-delimited JSON: the current statuses, then each status change."""
+        found = await self.read(keys, account)
+        sent = {key: self.render(key, found.get(key), version=version) for key in keys}
+        yield json.dumps(list(sent.values())) + "\n"
+        async for key in self.changes(found, timeout=timeout):
+            status = self.render(key, found[key], version=version)
+            if status != sent[key]:
+                sent[key] = status
+                yield json.dumps(status) + "\n"

@@ -23,6 +23,9 @@ class AccountBlock(Block):
     secret: SecretStr = Field(description="Secret key for server-to-server requests.")
     api_key: SecretStr = Field(description="Api key, valid only with a whitelisted Referer.")
     referrers: list[str] = Field(default_factory=list, description="Origins allowed with the api key.")
+    expiration_days: int = Field(0, ge=0, description="Persistent files older than this are deleted; 0 = never.")
+    max_concurrent: int = Field(0, ge=0, description="Tasks queued or running at once; 0 = no limit.")
+    max_per_day: int = Field(0, ge=0, description="Tasks created per 24 h; 0 = no limit.")
 
     @staticmethod
     def document_name(name: str) -> str:
@@ -43,20 +46,17 @@ def check_account_name(name: str) -> str:
     return name
 
 
-async def create_account(name: str, referrers: list[str] | None = None) -> AccountBlock:
-    """Create (or return the existing) account ``name``."""
+async def create_account(name: str, **settings: object) -> AccountBlock:
+    """Create account ``name``, or update the given ``settings`` (referrers, limits) of an
+    existing one; its credentials never change."""
     check_account_name(name)
     try:
-        return await AccountBlock.aload(AccountBlock.document_name(name))
+        account = await AccountBlock.aload(AccountBlock.document_name(name))
     except ValueError:
-        pass
-    account = AccountBlock(
-        name=name,
-        secret=secrets.token_hex(16),
-        api_key=secrets.token_hex(12),
-        referrers=referrers or [],
-    )
-    await account.asave(AccountBlock.document_name(name))
+        account = AccountBlock(name=name, secret=secrets.token_hex(16), api_key=secrets.token_hex(12))
+    for field, value in settings.items():
+        setattr(account, field, value)
+    await account.asave(AccountBlock.document_name(name), overwrite=True)
     return account
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
@@ -21,6 +23,22 @@ from pydantic import Field
 
 STORE_NAMES = ("persistent", "volatile")
 DEFAULT_STORE = "persistent"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One stored file: its path relative to the storage root, size and modification time."""
+
+    path: str
+    size: int
+    modified: datetime
+
+
+def _modified(info: dict) -> datetime:
+    value = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(float(value), timezone.utc)
 
 
 class StorageBlock(Block):
@@ -62,6 +80,22 @@ class StorageBlock(Block):
         if relative.startswith("..") or relative.startswith("/"):
             return None
         return relative
+
+    def files(self, relative_dir: str) -> list[StoredFile]:
+        """Every file under ``relative_dir`` (recursively), or the file it names."""
+        base = self.object_path("")
+        target = self.object_path(relative_dir)
+        if not self.fs.exists(target):
+            return []
+        found = self.fs.find(target, detail=True) if self.fs.isdir(target) else {target: self.fs.info(target)}
+        return [
+            StoredFile(posixpath.relpath(path, base), int(info.get("size") or 0), _modified(info))
+            for path, info in sorted(found.items())
+            if info.get("type") != "directory"
+        ]
+
+    def remove(self, relative: str) -> None:
+        self.fs.rm_file(self.object_path(relative))
 
     async def put(self, local: Path, relative: str) -> str:
         """Copy ``local`` to ``relative`` under root; return its public URL."""

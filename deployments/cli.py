@@ -178,15 +178,27 @@ def run(
 def account_create(
     name: str = typer.Argument(..., help="Account name (lower-case letters, digits, dashes)."),
     referrer: list[str] = typer.Option([], help="Origin allowed with the api key (repeatable)."),
+    max_concurrent: Optional[int] = typer.Option(None, help="Tasks queued or running at once (0: no limit)."),
+    max_per_day: Optional[int] = typer.Option(None, help="Tasks created per 24 h (0: no limit)."),
 ) -> None:
-    """Create an account (or show an existing one): prints its secret and api key as JSON."""
+    """Create an account, or update an existing one's referrers and limits; prints its
+    name, secret and api key as JSON."""
     from blocks.account import create_account
+    from deployments.register import register_blocks
+
+    settings = {
+        field: value
+        for field, value in {
+            "referrers": referrer or None,
+            "max_concurrent": max_concurrent,
+            "max_per_day": max_per_day,
+        }.items()
+        if value is not None
+    }
 
     async def _create() -> dict[str, str]:
-        from deployments.register import register_blocks
-
         await register_blocks(get_settings())
-        return (await create_account(name, referrer)).credentials()
+        return (await create_account(name, **settings)).credentials()
 
     api_url, server = _prefect_url(get_settings(), 4200)
     try:

@@ -18,9 +18,12 @@ class TaskStore(BaseModel):
 
 
 class TaskParams(BaseModel):
-    """Base of every task's parameter model: callbacks and storage."""
+    """Base of every task's parameter model: callbacks and storage.
 
-    model_config = ConfigDict(extra="ignore")
+    Unknown keys a client adds (``task_metas``, ...) are kept and echoed in status details.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     url_callback: str | None = Field(None, description="URL POSTed the status JSON on success.")
     url_errback: str | None = Field(None, description="URL POSTed the status JSON on failure.")

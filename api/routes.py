@@ -1,0 +1,126 @@
+"""Task routes, served as ``/v1/...`` and ``/v2/...`` (seeds 001 and 000): create, status,
+their streaming variants. The versions differ only in defaults and where errors go."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from api.errors import bad_request
+from api.keys import key_for
+from api.tasks import check_definitions
+
+TRUE = {"1", "true", "yes", "on"}
+NDJSON = "application/x-ndjson"
+
+
+async def read_body(request: Request) -> dict[str, Any]:
+    """The JSON body whatever the Content-Type says (clients send text/plain or none)."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request("body", f"the request body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        raise bad_request("body", "the request body must be a JSON object")
+    return body
+
+
+def query_params(request: Request) -> dict[str, Any]:
+    """GET parameters; ``tasks`` may repeat."""
+    params: dict[str, Any] = dict(request.query_params)
+    params["tasks"] = request.query_params.getlist("tasks")
+    return params
+
+
+def as_bool(value: Any) -> bool:
+    return value is True or str(value).lower() in TRUE
+
+
+def status_keys(value: Any) -> list[str]:
+    if value is None or value == []:
+        raise bad_request("tasks", "tasks is missing")
+    keys = value if isinstance(value, list) else [value]
+    if not all(isinstance(k, str) for k in keys):
+        raise bad_request("tasks", "tasks must be task keys (strings)")
+    return keys
+
+
+async def create_tasks(request: Request, body: dict[str, Any], version: str) -> tuple[list[str], str]:
+    """Authenticate and queue the body's tasks; (keys in request order, account name)."""
+    account = await request.app.state.accounts.authenticate(request, body)
+    definitions = check_definitions(body.get("tasks"))
+    run_ids = await request.app.state.tasks.create(
+        definitions,
+        account,
+        version=version,
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    return [key_for(r) for r in run_ids], account.name
+
+
+def tasks_router(version: str) -> APIRouter:
+    """The task methods of one API version."""
+    router = APIRouter(prefix=f"/{version}", tags=[version])
+
+    @router.post("/create")
+    async def create(request: Request) -> list[dict[str, Any]]:
+        """Queue one or more tasks; their statuses in request order (``block``: when done)."""
+        body = await read_body(request)
+        keys, account = await create_tasks(request, body, version)
+        return await request.app.state.tasks.statuses(
+            keys, account, version=version, block=as_bool(body.get("block"))
+        )
+
+    @router.post("/create_stream")
+    async def create_stream(request: Request) -> StreamingResponse:
+        """Queue tasks and stream their statuses as newline-delimited JSON."""
+        body = await read_body(request)
+        keys, account = await create_tasks(request, body, version)
+        return StreamingResponse(request.app.state.tasks.stream(keys, account, version=version), media_type=NDJSON)
+
+    async def status(request: Request, params: dict[str, Any]) -> list[dict[str, Any]]:
+        account = await request.app.state.accounts.authenticate(request, params)
+        return await request.app.state.tasks.statuses(
+            status_keys(params.get("tasks")),
+            account.name,
+            version=version,
+            details=as_bool(params.get("details")),
+            block=as_bool(params.get("block")),
+        )
+
+    @router.get("/status")
+    async def status_get(request: Request) -> list[dict[str, Any]]:
+        """Statuses of ``?tasks=KEY&tasks=KEY`` (``block``, ``details``)."""
+        return await status(request, query_params(request))
+
+    @router.post("/status")
+    async def status_post(request: Request) -> list[dict[str, Any]]:
+        """Same as GET status with the parameters in a JSON body."""
+        return await status(request, await read_body(request))
+
+    async def stream(request: Request, params: dict[str, Any]) -> StreamingResponse:
+        account = await request.app.state.accounts.authenticate(request, params)
+        keys = status_keys(params.get("tasks"))
+        return StreamingResponse(
+            request.app.state.tasks.stream(keys, account.name, version=version), media_type=NDJSON
+        )
+
+    for path in ("/status_stream", "/stream"):
+
+        @router.get(path)
+        async def stream_get(request: Request) -> StreamingResponse:
+            """Stream the statuses of ``?tasks=KEY&tasks=KEY`` until all have ended."""
+            return await stream(request, query_params(request))
+
+        @router.post(path)
+        async def stream_post(request: Request) -> StreamingResponse:
+            """Same as GET status_stream with the parameters in a JSON body."""
+            return await stream(request, await read_body(request))
+
+    return router
