@@ -90,6 +90,7 @@ class TaskService:
         self.client = client
         self.watcher = watcher
         self._deployments: dict[str, UUID] = {}
+        self._create_lock = asyncio.Lock()
 
     async def deployment_id(self, task_name: str) -> UUID:
         if task_name not in self._deployments:
@@ -197,13 +198,11 @@ class TaskService:
             if repeated:
                 return repeated
         await self.check_limits(account, len(definitions))
-        runs = await asyncio.gather(
-            *(
-                self.create_one(d, account.name, version=version, extra_tags=[tag, f"{tag}#{i}"] if tag else None)
+        async with self._create_lock:  # one writer at a time: SQLite answers concurrent writes with retries
+            return [
+                (await self.create_one(d, account.name, version=version, extra_tags=[tag, f"{tag}#{i}"] if tag else None)).id
                 for i, d in enumerate(definitions)
-            )
-        )
-        return [run.id for run in runs]
+            ]
 
     async def read(self, keys: list[str], account: str) -> dict[str, tuple]:
         """key -> (run, artifacts) for the keys that name a run of ``account``."""

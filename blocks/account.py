@@ -6,7 +6,8 @@ import re
 import secrets
 
 from prefect.blocks.core import Block
-from prefect.client.orchestration import PrefectClient
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.exceptions import ObjectNotFound
 from pydantic import Field, SecretStr
 
 ACCOUNT_PREFIX = "account-"
@@ -50,13 +51,20 @@ async def create_account(name: str, **settings: object) -> AccountBlock:
     """Create account ``name``, or update the given ``settings`` (referrers, limits) of an
     existing one; its credentials never change."""
     check_account_name(name)
-    try:
-        account = await AccountBlock.aload(AccountBlock.document_name(name))
-    except ValueError:
+    document = AccountBlock.document_name(name)
+    async with get_client() as client:
+        try:
+            await client.read_block_document_by_name(document, AccountBlock.get_block_type_slug())
+            exists = True
+        except ObjectNotFound:
+            exists = False
+    if exists:  # load errors propagate: never replace an account's credentials by accident
+        account = await AccountBlock.aload(document)
+    else:
         account = AccountBlock(name=name, secret=secrets.token_hex(16), api_key=secrets.token_hex(12))
     for field, value in settings.items():
         setattr(account, field, value)
-    await account.asave(AccountBlock.document_name(name), overwrite=True)
+    await account.asave(document, overwrite=True)
     return account
 
 

@@ -40,6 +40,8 @@ def prefect_env(settings: Settings, api_url: str) -> dict[str, str]:
     env.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     env["PREFECT_API_URL"] = api_url
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    # SQLite answers concurrent writes with quick retryable 503s (see prefect_server.py)
+    env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "20")
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     env["DRAGONFLOW_HOME"] = str(settings.home)
     env["DRAGONFLOW_PUBLIC_URL"] = settings.public_url
@@ -53,7 +55,7 @@ def start_server(settings: Settings, port: int) -> subprocess.Popen:
     env["PREFECT_UI_API_URL"] = api_url
     (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "deployments.prefect_server", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=open(settings.home / "prefect-server.log", "ab"),
         stderr=subprocess.STDOUT,
