@@ -8,7 +8,11 @@ from datetime import timedelta
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import IntervalSchedule
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
 
 from blocks.account import AccountBlock
@@ -18,6 +22,9 @@ from flows.registry import TASKS
 from flows.settings import Settings
 
 WORKER_TYPE = "dragonflow-warm"
+CRASH_AUTOMATION = "dragonflow: crash runs whose worker died"
+HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY for workers (Prefect's minimum)
+CRASH_AFTER = timedelta(seconds=3 * HEARTBEAT_SECONDS)
 STORE_EXPIRY_DAYS = {"persistent": 0, "volatile": 7}
 
 
@@ -80,6 +87,36 @@ async def register_deployments(client: PrefectClient, settings: Settings) -> Non
     )
 
 
+async def ensure_crash_automation(client: PrefectClient) -> None:
+    """Prefect automation: a running task whose heartbeats stop (its worker died) is
+    marked Crashed, so its client gets an ``error`` status instead of waiting forever."""
+    if await client.read_automations_by_name(CRASH_AUTOMATION):
+        return
+    final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
+    await client.create_automation(
+        AutomationCore(
+            name=CRASH_AUTOMATION,
+            description="Marks flow runs Crashed when their heartbeats stop.",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", *final},
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=CRASH_AFTER,
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED,
+                    message=f"the worker running this task stopped responding (no heartbeat for {CRASH_AFTER.seconds} s)",
+                )
+            ],
+        )
+    )
+
+
 async def register_all(client: PrefectClient, settings: Settings) -> None:
     await register_blocks(settings)
     await register_deployments(client, settings)
+    await ensure_crash_automation(client)

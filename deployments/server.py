@@ -9,6 +9,7 @@ import time
 
 import httpx
 
+from deployments.register import HEARTBEAT_SECONDS
 from flows.settings import Settings
 
 
@@ -42,6 +43,7 @@ def prefect_env(settings: Settings, api_url: str) -> dict[str, str]:
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     # SQLite answers concurrent writes with quick retryable 503s (see prefect_server.py)
     env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "20")
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     env["DRAGONFLOW_HOME"] = str(settings.home)
     env["DRAGONFLOW_PUBLIC_URL"] = settings.public_url

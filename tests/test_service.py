@@ -201,3 +201,21 @@ def test_cli_run_prints_status(service):
     failed = service.cli("run", "image.thumb", "width=10")
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["error"]["parameters"]["url"] == ["this field is required"]
+
+
+def test_crash_automation_registered(service):
+    """A task whose worker dies is marked Crashed by a Prefect automation on missed heartbeats."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.register import CRASH_AUTOMATION
+
+    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+        with get_client(sync_client=True) as client:
+            automations = client.read_automations_by_name(CRASH_AUTOMATION)
+    assert len(automations) == 1
+    automation = automations[0]
+    assert automation.enabled
+    assert automation.trigger.posture.value == "Proactive"
+    assert "prefect.flow-run.heartbeat" in automation.trigger.after
+    assert automation.actions[0].state.value == "CRASHED"
