@@ -1,22 +1,122 @@
-"""Image tasks: ``image.info`` and ``image.thumb`` (seed 000, v2 task reference)."""
+"""Image tasks (seed 000, v2 task reference; seed 002 for the v1-only ones):
+``image.info``, ``image.thumb``, ``image.gif``, ``image.strip``, ``image.face``,
+``image.saliency`` and ``image.smartcrop``."""
 
 import asyncio
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
+from flows.errors import TaskError
 from flows.params import TaskParams
-from flows.runtime import LOCAL_ACCOUNT, current_run, task_flow
+from flows.runtime import LOCAL_ACCOUNT, current_run, report_progress, task_flow
+from flows.steps.analysis import AnalysisImage, load_for_analysis
+from flows.steps.faces import detect_faces
 from flows.steps.fetch import fetch
+from flows.steps.gif import MAX_FRAMES, make_gif
 from flows.steps.imaging import make_thumbnail
-from flows.steps.probe import probe_image, to_image_info
+from flows.steps.probe import about_source, probe_image, to_image_info
+from flows.steps.saliency import salient_points
+from flows.steps.smartcrop import smart_boxes
 from flows.steps.store import store
+from flows.steps.strip import make_strip
+
+# Inputs of a multi-image task downloaded at once.
+FETCH_CONCURRENCY = 4
+MAX_STRIP_IMAGES = 1000
+
+
+def _as_list(value: object) -> object:
+    """One URL given as a plain string stands for a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+Size = Annotated[int | None, Field(ge=1, le=10000)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+# --- parameters ------------------------------------------------------------------------------
 
 
 class InfoParams(TaskParams):
     """Parameters of ``image.info``."""
 
     url: str = Field(description="URL of the image file to be scanned.")
+
+
+class ThumbParams(TaskParams):
+    """Parameters of ``image.thumb``."""
+
+    url: str = Field(description="URL of the source image.")
+    width: Size = Field(None, description="Desired thumbnail width, in pixels.")
+    height: Size = Field(None, description="Desired thumbnail height, in pixels.")
+    crop: bool = Field(False, description="True: fill the box (centre crop); false: fit inside it.")
+    rotation: Literal[0, 90, 180, 270] = Field(0, description="Counter-clockwise rotation, degrees.")
+    poster: bool = Field(False, description="Add a play icon in the centre.")
+    format: Literal["jpeg", "gif", "png", "webp"] = Field("jpeg", description="Output format.")
+
+
+class GifParams(TaskParams):
+    """Parameters of ``image.gif``."""
+
+    images: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+        min_length=1, max_length=MAX_FRAMES, description="URLs of the images, in display order."
+    )
+    loop: int = Field(0, ge=-1, le=65535, description="Loops: 0 forever, -1 no loop (play once), n the GIF loop count.")
+    frame_duration: float = Field(
+        0.1, ge=0.01, le=655.35, description="Seconds each image shows, rounded to 1/100 s."
+    )
+    width: Size = Field(None, description="Width of the GIF; empty: from the first image.")
+    height: Size = Field(None, description="Height of the GIF; empty: from the first image.")
+
+
+class StripParams(TaskParams):
+    """Parameters of ``image.strip``."""
+
+    urls: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+        min_length=1, max_length=MAX_STRIP_IMAGES, description="URLs of the source images, in order."
+    )
+    width: Size = Field(None, description="Width of each frame of the strip, in pixels.")
+    height: Size = Field(None, description="Height of each frame of the strip, in pixels.")
+    crop: bool = Field(False, description="True: frames fill their section (centres aligned); false: fit in it.")
+    wrap: int | None = Field(None, ge=1, description="Frames on a row before a new row starts; empty: one row.")
+    format: Literal["jpeg", "png"] = Field("jpeg", description="Output image file format.")
+
+
+class FaceParams(TaskParams):
+    """Parameters of ``image.face``."""
+
+    url: str = Field(description="URL of the analyzed image.")
+
+
+class SaliencyParams(TaskParams):
+    """Parameters of ``image.saliency``."""
+
+    url: str = Field(description="URL of the analyzed image.")
+    points_number: int = Field(10, ge=1, le=100, description="Most salient points returned, at most.")
+
+
+class SmartcropParams(TaskParams):
+    """Parameters of ``image.smartcrop``."""
+
+    url: str = Field(description="URL of the image file to be scanned.")
+    aspect_ratio: float = Field(16 / 9, gt=0.01, lt=100, description="Width / height of the boxes.")
+    boxes_number: int = Field(10, ge=1, le=100, description="Boxes returned, at most.")
+    step_ratio: float = Field(
+        0.03, gt=0, le=1, description="Step between tried boxes, as a fraction of the image width/height."
+    )
+    diag_ratio: float = Field(0.3, gt=0, le=1, description="Box diagonal, as a fraction of the image diagonal.")
+    reverse: bool = Field(False, description="True: least interesting boxes first.")
+    faces: bool = Field(True, description="Detected faces weigh into the choice (beyond v1).")
+    focal_point: tuple[Fraction, Fraction] | None = Field(
+        None,
+        description="[x, y] as fractions of width and height: boxes nearest to it first, instead of"
+        " entropy and faces (beyond v1).",
+    )
+
+
+# --- results ---------------------------------------------------------------------------------
 
 
 class ImageInfo(BaseModel):
@@ -36,18 +136,6 @@ class ImageInfo(BaseModel):
     exposure_time: float | None = None
 
 
-class ThumbParams(TaskParams):
-    """Parameters of ``image.thumb``."""
-
-    url: str = Field(description="URL of the source image.")
-    width: int | None = Field(None, ge=1, le=10000, description="Desired thumbnail width, in pixels.")
-    height: int | None = Field(None, ge=1, le=10000, description="Desired thumbnail height, in pixels.")
-    crop: bool = Field(False, description="True: fill the box (centre crop); false: fit inside it.")
-    rotation: Literal[0, 90, 180, 270] = Field(0, description="Counter-clockwise rotation, degrees.")
-    poster: bool = Field(False, description="Add a play icon in the centre.")
-    format: Literal["jpeg", "gif", "png", "webp"] = Field("jpeg", description="Output format.")
-
-
 class ThumbResult(BaseModel):
     """Output values and file of ``image.thumb``."""
 
@@ -58,11 +146,93 @@ class ThumbResult(BaseModel):
     output: str
 
 
+class GifResult(BaseModel):
+    """Output file (and size) of ``image.gif``."""
+
+    width: int
+    height: int
+    output: str
+
+
+class StripResult(BaseModel):
+    """Output values and file of ``image.strip``."""
+
+    count: int
+    width: int
+    height: int
+    content_type: str
+    output: str
+
+
+class Region(BaseModel):
+    """A box in pixels of the (upright) image and as fractions of its size."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    relative_x: float
+    relative_y: float
+    relative_width: float
+    relative_height: float
+
+
+class Face(Region):
+    """A detected face: ``type`` is ``frontal`` or ``profile``; ``confidence`` 0-1."""
+
+    type: str
+    confidence: float
+
+
+class SalientPoint(BaseModel):
+    """A salient point in pixels and fractions; ``weight`` relative to the strongest (1.0)."""
+
+    x: int
+    y: int
+    relative_x: float
+    relative_y: float
+    weight: float
+
+
+class CropBox(Region):
+    """A smart crop box and its ``score`` (entropy 0-1, plus 1 per face it holds)."""
+
+    score: float
+
+
+class FaceResult(BaseModel):
+    """Output values of ``image.face``; ``width``/``height`` of the upright image."""
+
+    width: int
+    height: int
+    faces: list[Face]
+
+
+class SaliencyResult(BaseModel):
+    """Output values of ``image.saliency``; ``width``/``height`` of the upright image."""
+
+    width: int
+    height: int
+    points: list[SalientPoint]
+
+
+class SmartcropResult(BaseModel):
+    """Output values of ``image.smartcrop``; ``width``/``height`` of the upright image."""
+
+    width: int
+    height: int
+    points: list[CropBox]
+
+
+# --- flows -----------------------------------------------------------------------------------
+
+
 @task_flow("image.info")
 async def info(params: InfoParams, account: str = LOCAL_ACCOUNT) -> ImageInfo:
     """Return image file information, EXIF included."""
     source = await fetch(params.url, current_run().work_dir)
-    probe = await asyncio.to_thread(probe_image, source)
+    with about_source(params.url):
+        probe = await asyncio.to_thread(probe_image, source)
     return ImageInfo(**to_image_info(probe))
 
 
@@ -71,15 +241,135 @@ async def thumb(params: ThumbParams, account: str = LOCAL_ACCOUNT) -> ThumbResul
     """Create a thumbnail of custom dimensions and orientation from an image."""
     work_dir = current_run().work_dir
     source = await fetch(params.url, work_dir / "in")
+    with about_source(params.url):
+        path, values = await asyncio.to_thread(
+            make_thumbnail,
+            source,
+            work_dir / "out",
+            width=params.width,
+            height=params.height,
+            crop=params.crop,
+            rotation=params.rotation,
+            poster=params.poster,
+            format=params.format,
+        )
+    return ThumbResult(**values, output=await store(path, "output"))
+
+
+@task_flow("image.gif")
+async def gif(params: GifParams, account: str = LOCAL_ACCOUNT) -> GifResult:
+    """Create an animated GIF from a list of images."""
+    work_dir = current_run().work_dir
+    sources = await _fetch_all(params.images, work_dir / "in")
     path, values = await asyncio.to_thread(
-        make_thumbnail,
-        source,
+        make_gif,
+        sources,
+        work_dir / "out",
+        width=params.width,
+        height=params.height,
+        loop=params.loop,
+        frame_duration=params.frame_duration,
+    )
+    return GifResult(**values, output=await store(path, "output"))
+
+
+@task_flow("image.strip")
+async def strip(params: StripParams, account: str = LOCAL_ACCOUNT) -> StripResult:
+    """Create an image strip of custom dimensions by concatenating images."""
+    work_dir = current_run().work_dir
+    sources = await _fetch_all(params.urls, work_dir / "in")
+    path, values = await asyncio.to_thread(
+        make_strip,
+        sources,
         work_dir / "out",
         width=params.width,
         height=params.height,
         crop=params.crop,
-        rotation=params.rotation,
-        poster=params.poster,
+        wrap=params.wrap,
         format=params.format,
     )
-    return ThumbResult(**values, output=await store(path, "output"))
+    return StripResult(**values, output=await store(path, "output"))
+
+
+@task_flow("image.face")
+async def face(params: FaceParams, account: str = LOCAL_ACCOUNT) -> FaceResult:
+    """Return the positions of detected faces, with type and confidence."""
+    analysed = await _analysis_image(params.url)
+    faces = await asyncio.to_thread(detect_faces, analysed.image)
+    return FaceResult(
+        width=analysed.original[0],
+        height=analysed.original[1],
+        faces=[
+            Face(**analysed.region(f.x, f.y, f.width, f.height), type=f.type, confidence=f.confidence)
+            for f in faces
+        ],
+    )
+
+
+@task_flow("image.saliency")
+async def saliency(params: SaliencyParams, account: str = LOCAL_ACCOUNT) -> SaliencyResult:
+    """Return the most salient points of an image (spectral residual saliency)."""
+    analysed = await _analysis_image(params.url)
+    points = await asyncio.to_thread(salient_points, analysed.image, params.points_number)
+    return SaliencyResult(
+        width=analysed.original[0],
+        height=analysed.original[1],
+        points=[SalientPoint(**analysed.point(x, y), weight=weight) for x, y, weight in points],
+    )
+
+
+@task_flow("image.smartcrop")
+async def smartcrop(params: SmartcropParams, account: str = LOCAL_ACCOUNT) -> SmartcropResult:
+    """Return the most interesting (entropy based, faces first) non-overlapping boxes of an aspect ratio."""
+    analysed = await _analysis_image(params.url)
+    faces = []
+    if params.faces and params.focal_point is None:
+        faces = await asyncio.to_thread(detect_faces, analysed.image)
+    boxes = await asyncio.to_thread(
+        smart_boxes,
+        analysed.image,
+        aspect_ratio=params.aspect_ratio,
+        boxes_number=params.boxes_number,
+        step_ratio=params.step_ratio,
+        diag_ratio=params.diag_ratio,
+        reverse=params.reverse,
+        faces=faces,
+        focal_point=params.focal_point,
+    )
+    return SmartcropResult(
+        width=analysed.original[0],
+        height=analysed.original[1],
+        points=[CropBox(**analysed.region(b.x, b.y, b.width, b.height), score=b.score) for b in boxes],
+    )
+
+
+# --- shared steps of these flows -------------------------------------------------------------
+
+
+async def _analysis_image(url: str) -> AnalysisImage:
+    """Fetch ``url`` and decode it upright at analysis size; errors name the URL."""
+    source = await fetch(url, current_run().work_dir)
+    with about_source(url):
+        return await asyncio.to_thread(load_for_analysis, source)
+
+
+async def _fetch_all(urls: list[str], dest_dir: Path) -> list[tuple[str, Path]]:
+    """Download ``urls`` (``FETCH_CONCURRENCY`` at a time) as ``(url, path)`` pairs, in order;
+    the first failure cancels the rest. Fetching reports progress up to 50%."""
+    limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+    done = 0
+
+    async def one(url: str) -> tuple[str, Path]:
+        nonlocal done
+        async with limit:
+            path = await fetch(url, dest_dir)
+        done += 1
+        await report_progress(50 * done / len(urls))
+        return url, path
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(url)) for url in urls]
+    except* TaskError as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]

@@ -50,5 +50,10 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(hello.hello),
         TaskSpec(image.info),
         TaskSpec(image.thumb, outputs=("output",)),
+        TaskSpec(image.gif, outputs=("output",)),
+        TaskSpec(image.strip, outputs=("output",)),
+        TaskSpec(image.face),
+        TaskSpec(image.saliency),
+        TaskSpec(image.smartcrop),
     )
 }

@@ -5,10 +5,7 @@ inputs and callbacks."""
 from __future__ import annotations
 
 import json
-import os
 import queue
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,21 +18,14 @@ import httpx
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from deployments.local import ROOT, LocalService
 
 class Service:
     """The running service: its URLs, environment and the local account."""
 
-    def __init__(self, api: str, prefect_api: str, env: dict[str, str], account: dict[str, str]):
-        self.api, self.prefect_api, self.env, self.account = api, prefect_api, env, account
-        self.http = httpx.Client(base_url=api, timeout=60)
+    def __init__(self, local: LocalService):
+        self.api, self.prefect_api, self.env, self.account = local.api, local.prefect_api, local.env, local.account
+        self.http = httpx.Client(base_url=self.api, timeout=60)
 
     def create(self, tasks, *, secret: str | None = None, **body) -> httpx.Response:
         payload = {"secret": secret or self.account["secret"], "tasks": tasks, **body}
@@ -56,39 +46,11 @@ class Service:
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Iterator[Service]:
+    """The whole service, started once per test session with ``dragonflow up``."""
     home = tmp_path_factory.mktemp("dragonflow-home")
-    port, prefect_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
-    env.update(
-        DRAGONFLOW_HOME=str(home),
-        DRAGONFLOW_FETCH_ALLOW="127.0.0.1",
-        DRAGONFLOW_CALLBACK_BACKOFF="0.1",
-        PREFECT_HOME=str(home / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    log = open(home / "up.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.cli", "up", "--port", str(port), "--prefect-port", str(prefect_port)],
-        env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    line = ""
-    while not line.startswith("{"):
-        try:
-            line = lines.get(timeout=180)
-        except queue.Empty:
-            process.kill()
-            raise RuntimeError("dragonflow up did not start: " + (home / "up.log").read_text()[-3000:])
-    info = json.loads(line)
-    env["PREFECT_API_URL"] = f"{info['prefect_ui']}/api"
-    yield Service(info["api"], env["PREFECT_API_URL"], env, info["account"])
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
+    with LocalService(home, DRAGONFLOW_CALLBACK_BACKOFF="0.1") as local:
+        yield Service(local)
+        assert local.process.poll() is None, "dragonflow up died during the tests"
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, free_port
+from deployments.local import ROOT, free_port
 
 
 def stream_lines(service, method: str, path: str, **kwargs) -> list:

@@ -1,18 +1,26 @@
-"""Image probing (image.info) and thumbnails (image.thumb); every input is drawn here with Pillow."""
+"""The image steps without the service: probing (image.info), thumbnails (image.thumb), strips,
+GIFs, analysis (faces, saliency, smart crops). Inputs are drawn here with Pillow, except the
+real photographs faces are detected on (shipped with scikit-image)."""
 
 import math
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import pytest
-from PIL import Image, ImageCms, ImageDraw, ImageFile, JpegImagePlugin, TiffImagePlugin
+import skimage.data
+from PIL import Image, ImageCms, ImageDraw, ImageFile, ImageSequence, JpegImagePlugin, TiffImagePlugin
 
-from flows.errors import TaskError
+from flows.errors import FetchError, TaskError
 from flows.settings import get_settings
+from flows.steps.analysis import load_for_analysis
+from flows.steps.faces import Face, detect_faces
+from flows.steps.gif import make_gif
 from flows.steps.imaging import make_thumbnail
-from flows.steps.probe import probe_image, to_image_info
+from flows.steps.probe import about_source, probe_image, to_image_info
+from flows.steps.saliency import salient_points
+from flows.steps.smartcrop import smart_boxes, window_size
+from flows.steps.strip import make_strip
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -298,7 +306,7 @@ def test_crop_of_a_tall_image_keeps_the_middle_rows(tmp_path):
 def test_output_pixel_limit(tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "small.png")
 
-    with pytest.raises(TaskError, match="thumbnail would be 5000×5000"):
+    with pytest.raises(TaskError, match="output would be 5000×5000"):
         make_thumbnail(tmp_path / "small.png", tmp_path, width=5000, height=5000, max_pixels=1_000_000)
 
 
@@ -497,3 +505,394 @@ def test_large_jpeg_needing_every_pixel_is_decoded_in_full(tmp_path, large_jpeg,
 
     assert img.size == (1000, 1000)
     assert draft_sizes == [(4000, 3000)]
+
+
+# --- errors name the input -------------------------------------------------------------------
+
+
+def test_about_source_names_the_url_but_not_twice():
+    with pytest.raises(TaskError, match=r"^http://x/a.jpg: not a readable image$"):
+        with about_source("http://x/a.jpg"):
+            raise TaskError("not a readable image")
+    with pytest.raises(FetchError, match=r"^could not fetch http://x/a.jpg: 404$"):
+        with about_source("http://x/a.jpg"):
+            raise FetchError("http://x/a.jpg", "404")
+
+
+# --- strip -----------------------------------------------------------------------------------
+
+
+def colours(tmp_path, *fills, size=(100, 50)):
+    """One ``(label, path)`` PNG source per colour."""
+    sources = []
+    for i, fill in enumerate(fills):
+        Image.new("RGB", size, fill).save(tmp_path / f"{i}.png")
+        sources.append((f"http://in/{i}.png", tmp_path / f"{i}.png"))
+    return sources
+
+
+def strip(sources, tmp_path, **options):
+    path, values = make_strip(sources, tmp_path / "out", **options)
+    img = Image.open(path)
+    img.load()
+    return path, values, img
+
+
+def test_strip_one_row(tmp_path):
+    path, values, img = strip(colours(tmp_path, RED, GREEN, BLUE), tmp_path, width=60, height=30)
+
+    assert values == {"count": 3, "width": 180, "height": 30, "content_type": "image/jpeg"}
+    assert (path.name, img.format, img.size) == ("output.jpg", "JPEG", (180, 30))
+    for i, colour in enumerate((RED, GREEN, BLUE)):
+        assert close(img.getpixel((i * 60 + 30, 15)), colour)
+
+
+def test_strip_wraps_into_a_grid(tmp_path):
+    _, values, img = strip(colours(tmp_path, RED, GREEN, BLUE), tmp_path, width=40, height=20, wrap=2, format="png")
+
+    assert (values["count"], values["width"], values["height"], values["content_type"]) == (3, 80, 40, "image/png")
+    assert img.format == "PNG"
+    assert img.getpixel((20, 10)) == RED and img.getpixel((60, 10)) == GREEN
+    assert img.getpixel((20, 30)) == BLUE and img.getpixel((60, 30)) == (0, 0, 0)  # no fourth frame
+
+
+def test_strip_fit_and_fill(tmp_path):
+    # A square source in a 60×30 cell: fit leaves black bands left and right; fill keeps the middle rows.
+    src = Image.new("RGB", (90, 90), RED)
+    ImageDraw.Draw(src).rectangle((0, 20, 89, 69), fill=GREEN)  # the middle half and a bit
+    src.save(tmp_path / "sq.png")
+    sources = [("http://in/sq.png", tmp_path / "sq.png")]
+
+    _, _, fit = strip(sources, tmp_path, width=60, height=30, format="png")
+    assert fit.size == (60, 30)
+    assert fit.getpixel((5, 15)) == (0, 0, 0) and fit.getpixel((54, 15)) == (0, 0, 0)
+    assert close(fit.getpixel((30, 2)), RED) and close(fit.getpixel((30, 15)), GREEN)
+
+    _, _, fill = strip(sources, tmp_path, width=60, height=30, crop=True, format="png")
+    assert fill.size == (60, 30)
+    for xy in [(0, 0), (59, 0), (30, 15), (0, 29), (59, 29)]:
+        assert close(fill.getpixel(xy), GREEN), xy
+
+
+def test_strip_cell_size_from_the_first_image(tmp_path):
+    sources = colours(tmp_path, RED, BLUE)  # 100×50
+
+    assert strip(sources, tmp_path)[1]["width"] == 200
+    _, values, img = strip(sources, tmp_path, height=20)
+    assert (values["width"], values["height"]) == (80, 20) == img.size
+    # EXIF orientation 6 makes the first image upright 50×100
+    save_jpeg(Image.new("RGB", (100, 50), RED), tmp_path / "turned.jpg", orientation=6)
+    _, values, _ = strip([("http://in/t.jpg", tmp_path / "turned.jpg"), *sources], tmp_path, width=25)
+    assert (values["width"], values["height"]) == (75, 50)
+
+
+def test_strip_refused_over_the_pixel_limit_before_decoding(tmp_path, monkeypatch):
+    sources = colours(tmp_path, RED, GREEN, BLUE)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels were decoded"))
+
+    with pytest.raises(TaskError, match=r"the strip would be 300×100 = 30000 pixels, over the limit of 29999"):
+        make_strip(sources, tmp_path, width=100, height=100, max_pixels=29_999)
+
+
+def test_strip_error_names_the_bad_source(tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    sources = [*colours(tmp_path, RED), ("http://in/bad.jpg", tmp_path / "bad.jpg")]
+
+    with pytest.raises(TaskError, match=r"^http://in/bad.jpg: not a readable image"):
+        make_strip(sources, tmp_path, width=10, height=10)
+
+
+# --- gif -------------------------------------------------------------------------------------
+
+
+def gif_frames(path):
+    """``[(rgb of the centre pixel, duration ms)]`` of each frame, and the GIF's info."""
+    with Image.open(path) as img:
+        frames = []
+        for frame in ImageSequence.Iterator(img):
+            rgb = frame.convert("RGB")
+            frames.append((rgb.getpixel((rgb.width // 2, rgb.height // 2)), frame.info["duration"]))
+        return frames, img.info, img.size
+
+
+def test_gif_frames_duration_and_endless_loop(tmp_path):
+    path, values = make_gif(colours(tmp_path, RED, GREEN, BLUE), tmp_path / "out", frame_duration=0.123)
+
+    frames, info, size = gif_frames(path)
+    assert path.name == "output.gif" and size == (100, 50) and values == {"width": 100, "height": 50}
+    assert [close(rgb, c) for (rgb, _), c in zip(frames, (RED, GREEN, BLUE))] == [True] * 3
+    assert [d for _, d in frames] == [120] * 3  # rounded to 1/100 s
+    assert info["loop"] == 0
+
+
+@pytest.mark.parametrize(("loop", "expected"), [(-1, None), (3, 3)])
+def test_gif_loop(tmp_path, loop, expected):
+    path, _ = make_gif(colours(tmp_path, RED, BLUE), tmp_path / "out", loop=loop)
+
+    assert gif_frames(path)[1].get("loop") == expected
+
+
+def test_gif_size_and_centre_crop(tmp_path):
+    wide = Image.new("RGB", (300, 100), RED)
+    ImageDraw.Draw(wide).rectangle((100, 0, 199, 99), fill=GREEN)
+    wide.save(tmp_path / "wide.png")
+    sources = [*colours(tmp_path, BLUE, size=(100, 100)), ("http://in/wide.png", tmp_path / "wide.png")]
+
+    path, values = make_gif(sources, tmp_path / "out", width=40)  # height from the first image: 40
+    frames, _, size = gif_frames(path)
+    assert size == (40, 40) and values == {"width": 40, "height": 40}
+    assert close(frames[1][0], GREEN)  # the wide frame is cropped to its middle third
+    with Image.open(path) as img:
+        img.seek(1)
+        rgb = img.convert("RGB")
+        assert close(rgb.getpixel((1, 20)), GREEN) and close(rgb.getpixel((38, 20)), GREEN)
+
+    path, _ = make_gif(sources, tmp_path / "out", width=30, height=20)
+    assert gif_frames(path)[2] == (30, 20)
+
+
+def animated(path, count, size=(20, 10)):
+    frames = [Image.new("RGB", size, (10 * i % 256, 255 - 10 * i % 256, 0)) for i in range(count)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50)
+    return path
+
+
+def test_gif_animated_input_contributes_its_frames(tmp_path):
+    sources = [("http://in/anim.gif", animated(tmp_path / "anim.gif", 4)), *colours(tmp_path, BLUE, size=(20, 10))]
+
+    path, _ = make_gif(sources, tmp_path / "out", frame_duration=0.05)
+
+    frames, _, _ = gif_frames(path)
+    assert len(frames) == 5
+    assert close(frames[4][0], BLUE) and [d for _, d in frames] == [50] * 5
+
+
+def test_gif_frames_are_bounded(tmp_path, monkeypatch):
+    import flows.steps.gif as gif_step
+
+    read = []
+    original = gif_step.resize_upright
+    monkeypatch.setattr(gif_step, "resize_upright", lambda *a, **k: read.append(1) or original(*a, **k))
+    sources = [("http://in/long.gif", animated(tmp_path / "long.gif", 40))]
+
+    # 20×10 frames under a cap of 600 pixels: three frames at most, found on reading the fourth
+    with pytest.raises(TaskError, match=r"^http://in/long.gif: the GIF would have more than 3 frames"):
+        make_gif(sources, tmp_path / "out", max_pixels=600)
+    assert len(read) == 3
+    monkeypatch.setattr(gif_step, "MAX_FRAMES", 10)
+    with pytest.raises(TaskError, match="more than 10 frames"):
+        make_gif(sources, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("options", "message"), [({"frame_duration": 0.004}, "at least 0.01"), ({"loop": -2}, "loop")])
+def test_gif_bad_parameters(tmp_path, options, message):
+    with pytest.raises(TaskError, match=message):
+        make_gif(colours(tmp_path, RED), tmp_path / "out", **options)
+
+
+# --- analysis image --------------------------------------------------------------------------
+
+
+def test_analysis_image_is_reduced_and_maps_back(tmp_path):
+    save_jpeg(Image.new("RGB", (4000, 2000), RED), tmp_path / "big.jpg", orientation=6)  # upright 2000×4000
+
+    analysed = load_for_analysis(tmp_path / "big.jpg")
+
+    assert analysed.original == (2000, 4000) and analysed.image.size == (512, 1024)
+    assert analysed.image.mode == "RGB"
+    assert analysed.region(128, 256, 256, 512) == {
+        "x": 500, "y": 1000, "width": 1000, "height": 2000,
+        "relative_x": 0.25, "relative_y": 0.25, "relative_width": 0.5, "relative_height": 0.5,
+    }
+    assert analysed.region(-10, 1000, 600, 100)["x"] == 0  # clipped to the image
+    assert analysed.region(-10, 1000, 600, 100)["height"] == 4000 - 3906
+    assert analysed.point(512, 1024) == {"x": 1999, "y": 3999, "relative_x": 0.9995, "relative_y": 0.9998}
+
+
+def test_small_images_are_analysed_at_their_size(tmp_path):
+    Image.new("RGBA", (300, 200), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+
+    analysed = load_for_analysis(tmp_path / "clear.png")
+
+    assert analysed.image.size == (300, 200) and analysed.original == (300, 200)
+    assert analysed.image.getpixel((5, 5)) == WHITE  # transparency flattened onto white
+
+
+# --- faces (real photographs shipped with scikit-image) --------------------------------------
+
+
+def photo(tmp_path, name, image, orientation=None):
+    return save_jpeg(image.convert("RGB"), tmp_path / f"{name}.jpg", orientation)
+
+
+def detect(path):
+    analysed = load_for_analysis(path)
+    return [analysed.region(f.x, f.y, f.width, f.height) | {"type": f.type, "confidence": f.confidence}
+            for f in detect_faces(analysed.image)], analysed
+
+
+def iou(a, b):
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+def box(face):
+    return face["x"], face["y"], face["width"], face["height"]
+
+
+ASTRONAUT_FACE = (170, 60, 100, 105)  # measured by eye on skimage.data.astronaut()
+
+
+def test_face_on_a_real_photograph(tmp_path):
+    faces, _ = detect(photo(tmp_path, "astronaut", Image.fromarray(skimage.data.astronaut())))
+
+    assert len(faces) == 1
+    assert iou(box(faces[0]), ASTRONAUT_FACE) > 0.5
+    assert faces[0]["type"] == "frontal" and faces[0]["confidence"] > 0.95
+    assert faces[0]["relative_x"] == round(faces[0]["x"] / 512, 4)
+
+
+def test_turned_head_is_a_profile(tmp_path):
+    faces, _ = detect(photo(tmp_path, "camera", Image.fromarray(skimage.data.camera())))
+
+    assert len(faces) == 1
+    assert iou(box(faces[0]), (190, 85, 70, 90)) > 0.4
+    assert faces[0]["type"] == "profile"
+
+
+def test_faces_are_found_upright_in_exif_rotated_photos(tmp_path):
+    # Stored turned a quarter clockwise... and tagged 8 (turn it back counter-clockwise... to see it).
+    stored = Image.fromarray(skimage.data.astronaut()).transpose(Image.Transpose.ROTATE_270)
+    faces, analysed = detect(photo(tmp_path, "turned", stored, orientation=8))
+
+    assert analysed.original == (512, 512) and len(faces) == 1
+    assert iou(box(faces[0]), ASTRONAUT_FACE) > 0.5  # coordinates in the upright picture
+
+
+def test_several_real_faces_and_none_on_other_photographs(tmp_path):
+    lfw = skimage.data.lfw_subset()
+    group = Image.new("RGB", (600, 260), (128, 128, 128))
+    spots = [(20 + 100 * i, 40 + (i % 2) * 80) for i in range(6)]
+    for patch, spot in zip(lfw[:6], spots):
+        group.paste(Image.fromarray((patch * 255).astype("uint8")).resize((80, 80)), spot)
+
+    faces, _ = detect(photo(tmp_path, "group", group))
+    assert len(faces) == 6
+    for spot in spots:
+        assert any(iou(box(face), (*spot, 80, 80)) > 0.3 for face in faces), spot
+    for name in ("chelsea", "coffee", "rocket"):
+        assert detect(photo(tmp_path, name, Image.fromarray(getattr(skimage.data, name)())))[0] == [], name
+
+
+def test_no_face_in_tiny_or_flat_images():
+    assert detect_faces(Image.new("RGB", (10, 10))) == []
+    assert detect_faces(Image.new("L", (200, 100), 90)) == []
+
+
+# --- saliency --------------------------------------------------------------------------------
+
+
+def test_salient_points_find_the_odd_spot(tmp_path):
+    img = Image.new("RGB", (2000, 1000), (120, 140, 160))
+    ImageDraw.Draw(img).ellipse((1350, 250, 1450, 350), fill=RED)  # centre (1400, 300)
+    img.save(tmp_path / "spot.png")
+    analysed = load_for_analysis(tmp_path / "spot.png")
+
+    points = [analysed.point(x, y) | {"weight": w} for x, y, w in salient_points(analysed.image, 5)]
+
+    assert 1 <= len(points) <= 5
+    assert math.hypot(points[0]["x"] - 1400, points[0]["y"] - 300) < 60  # in source pixels
+    assert points[0]["weight"] == 1.0
+    assert [p["weight"] for p in points] == sorted((p["weight"] for p in points), reverse=True)
+    assert points[0]["relative_x"] == pytest.approx(0.7, abs=0.03)
+
+
+def test_salient_points_count_and_spread():
+    img = Image.new("L", (640, 480), 128)
+    draw = ImageDraw.Draw(img)
+    spots = [(80, 80), (560, 80), (320, 240), (80, 400), (560, 400)]
+    for x, y in spots:
+        draw.rectangle((x - 12, y - 12, x + 12, y + 12), fill=255)
+
+    points = salient_points(img, 5)
+    assert len(points) == 5
+    for x, y in spots:  # each spot has its point: peaks are spread, not piled on one spot
+        assert min(math.hypot(px - x, py - y) for px, py, _ in points) < 30, (x, y)
+    assert len(salient_points(img, 2)) == 2
+
+
+# --- smart crop ------------------------------------------------------------------------------
+
+
+def textured(size=(800, 400), patch=(40, 40, 240, 240)):
+    """Flat grey with one square of noise (the only area with entropy)."""
+    img = Image.new("L", size, 128)
+    x0, y0, x1, y1 = patch
+    img.paste(Image.effect_noise((x1 - x0, y1 - y0), 80), (x0, y0))
+    return img.convert("RGB")
+
+
+def crop(img, **options):
+    arguments = {"aspect_ratio": 16 / 9, "boxes_number": 10, "step_ratio": 0.03, "diag_ratio": 0.3, **options}
+    return smart_boxes(img, **arguments)
+
+
+def inside(point, b):
+    return b.x <= point[0] <= b.x + b.width and b.y <= point[1] <= b.y + b.height
+
+
+def test_window_size():
+    w, h = window_size((800, 600), 16 / 9, 0.3)
+    assert w / h == pytest.approx(16 / 9) and math.hypot(w, h) == pytest.approx(300)
+    assert window_size((100, 100), 4, 1.0) == pytest.approx((100, 25))  # shrunk to fit
+
+
+def test_smartcrop_picks_the_textured_area_and_boxes_do_not_overlap():
+    boxes = crop(textured())
+
+    assert 1 < len(boxes) <= 10
+    assert inside((140, 140), boxes[0])  # the most interesting box sits on the noise
+    assert [b.score for b in boxes] == sorted((b.score for b in boxes), reverse=True)
+    for i, a in enumerate(boxes):
+        assert a.width / a.height == pytest.approx(16 / 9, rel=0.03)
+        assert math.hypot(a.width, a.height) == pytest.approx(0.3 * math.hypot(800, 400), rel=0.02)
+        for b in boxes[i + 1:]:
+            assert a.x + a.width <= b.x or b.x + b.width <= a.x or a.y + a.height <= b.y or b.y + b.height <= a.y
+
+
+def test_smartcrop_reverse_and_boxes_number():
+    boxes = crop(textured(), reverse=True, boxes_number=3)
+
+    assert len(boxes) == 3
+    assert boxes[0].score == 0 and not inside((140, 140), boxes[0])  # flat grey first
+    assert [b.score for b in boxes] == sorted(b.score for b in boxes)
+
+
+def test_smartcrop_step_ratio():
+    boxes = crop(textured(), step_ratio=0.5, boxes_number=100)
+
+    room = 800 - boxes[0].width
+    assert {round(b.x) for b in boxes} <= {0, 400, round(room)}  # starts every half width, or flush right
+    assert len(crop(textured(), step_ratio=0.01, boxes_number=100)) >= len(boxes)
+
+
+def test_smartcrop_faces_outweigh_texture():
+    face = Face(x=600, y=250, width=60, height=60, confidence=0.99, type="frontal")
+
+    boxes = crop(textured(), faces=[face])
+
+    first = boxes[0]
+    assert first.x <= 600 and first.x + first.width >= 660 and first.y <= 250 and first.y + first.height >= 310
+    assert first.score == pytest.approx(0.99, abs=0.005)  # flat grey (entropy 0) plus one whole face
+    assert inside((140, 140), boxes[1])  # then the texture
+
+
+def test_smartcrop_focal_point_overrides():
+    face = Face(x=600, y=250, width=60, height=60, confidence=0.99, type="frontal")
+
+    boxes = crop(textured(), faces=[face], focal_point=(0.5, 0.1))
+
+    assert inside((400, 40), boxes[0])
+    centres = [math.hypot(b.x + b.width / 2 - 400, b.y + b.height / 2 - 40) for b in boxes]
+    assert centres == sorted(centres)

@@ -1,4 +1,4 @@
-"""Render thumbnails (the ``image.thumb`` task) with Pillow."""
+"""Decode, resize and encode images with Pillow; thumbnails (the ``image.thumb`` task)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import io
 import math
 from pathlib import Path
 
-from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageOps
+from PIL import Image, ImageCms, ImageDraw, ImageOps
 
 from flows.errors import TaskError
 from flows.settings import get_settings
-from flows.steps.probe import DECODE_ERRORS, open_image
+from flows.steps.probe import DECODE_ERRORS, open_image, upright_size
 
 # format parameter -> (Pillow format, file extension, save options)
 _FORMATS = {
@@ -53,32 +53,15 @@ def make_thumbnail(
     is sRGB and carries no metadata; JPEG (and GIF) output has transparency flattened or
     reduced as the format requires.
     """
-    if format not in _FORMATS:
-        raise TaskError(f"format must be one of {', '.join(_FORMATS)}, not {format!r}")
+    check_format(format)
     if rotation not in _ROTATIONS:
         raise TaskError(f"rotation must be one of 0, 90, 180, 270, not {rotation!r}")
-    for name, value in (("width", width), ("height", height)):
-        if value is not None and value < 1:
-            raise TaskError(f"{name} must be a positive number of pixels, not {value}")
-    limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
-
-    with open_image(src, max_pixels=limit) as img:
-        try:
-            thumb, original = _resize(img, width, height, crop, limit)
-        except DECODE_ERRORS as exc:
-            raise TaskError(f"not a readable image: {exc}") from exc
-
+    thumb, original = render(src, width=width, height=height, crop=crop, max_pixels=max_pixels)
     if rotation:
         thumb = thumb.transpose(_ROTATIONS[rotation])
     if poster:
         _draw_play_icon(thumb)
-    pil_format, ext, options = _FORMATS[format]
-    if pil_format == "JPEG" and thumb.mode == "RGBA":
-        thumb = _flatten(thumb)
-    thumb.info.clear()  # nothing (EXIF, ICC, comments) is carried into the file
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / f"output.{ext}"
-    thumb.save(dest, pil_format, **options)
+    dest = save_image(thumb, dest_dir, format)
     values = {
         "width": thumb.width,
         "height": thumb.height,
@@ -88,16 +71,58 @@ def make_thumbnail(
     return dest, values
 
 
-def _resize(
-    img: Image.Image, width: int | None, height: int | None, crop: bool, limit: int
+def check_format(format: str) -> None:
+    """TaskError unless ``format`` is one of the output formats (jpeg, png, gif, webp)."""
+    if format not in _FORMATS:
+        raise TaskError(f"format must be one of {', '.join(_FORMATS)}, not {format!r}")
+
+
+def content_type(format: str) -> str:
+    """The MIME type of an output ``format``."""
+    return Image.MIME[_FORMATS[format][0]]
+
+
+def render(
+    src: Path,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    crop: bool = False,
+    upscale: bool = True,
+    max_pixels: int | None = None,
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode ``img`` upright at the target size, as sRGB ``RGB``/``RGBA``; also its upright size."""
-    turned = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
-    original = (img.height, img.width) if turned else img.size
-    size = _target_size(original, width, height, crop)
+    """Decode ``src``'s first frame upright at the target size, as sRGB ``RGB``/``RGBA``.
+
+    Sizing is ``make_thumbnail``'s (``upscale=False`` never enlarges); returns the image and
+    the source's upright size. The pixel cap is checked on the header, before any decode.
+    """
+    limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
+    with open_image(src, max_pixels=limit) as img:
+        try:
+            return resize_upright(img, width, height, crop=crop, upscale=upscale, max_pixels=limit)
+        except DECODE_ERRORS as exc:
+            raise TaskError(f"not a readable image: {exc}") from exc
+
+
+def resize_upright(
+    img: Image.Image,
+    width: int | None,
+    height: int | None,
+    *,
+    crop: bool = False,
+    upscale: bool = True,
+    max_pixels: int | None = None,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """The current frame of an open ``img``, upright and resized as ``render`` describes."""
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and value < 1:
+            raise TaskError(f"{name} must be a positive number of pixels, not {value}")
+    limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
+    original = upright_size(img)
+    size = target_size(original, width, height, crop=crop, upscale=upscale)
     if size[0] * size[1] > limit:
         raise TaskError(
-            f"thumbnail would be {size[0]}×{size[1]} = {size[0] * size[1]} pixels, over the limit of {limit}"
+            f"output would be {size[0]}×{size[1]} = {size[0] * size[1]} pixels, over the limit of {limit}"
         )
     # Only what the output needs is decoded: a JPEG decodes at 1/2, 1/4 or 1/8 scale when that
     # still covers the target (draft is a no-op for other formats).
@@ -116,22 +141,47 @@ def _resize(
     return _to_srgb(resized, icc), original
 
 
-def _target_size(
-    original: tuple[int, int], width: int | None, height: int | None, crop: bool
+def save_image(img: Image.Image, dest_dir: Path, format: str, name: str = "output", **options) -> Path:
+    """Write ``img`` as ``dest_dir/<name>.<ext>`` in ``format``, without metadata; returns the path.
+
+    JPEG output has transparency flattened onto white. ``options`` go to Pillow's ``save``.
+    """
+    check_format(format)
+    pil_format, ext, defaults = _FORMATS[format]
+    if pil_format == "JPEG" and img.mode == "RGBA":
+        img = _flatten(img)
+    img.info.clear()  # nothing (EXIF, ICC, comments) is carried into the file
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{name}.{ext}"
+    img.save(dest, pil_format, **{**defaults, **options})
+    return dest
+
+
+def target_size(
+    original: tuple[int, int],
+    width: int | None,
+    height: int | None,
+    crop: bool = False,
+    upscale: bool = True,
 ) -> tuple[int, int]:
-    """The output size for an upright source of size ``original``."""
+    """The output size for an upright source of size ``original`` (see ``make_thumbnail``)."""
     ow, oh = original
+    if width and height and crop:
+        return width, height
     if width and height:
-        if crop:
-            return width, height
         scale = min(width / ow, height / oh)
     elif width:
         scale = width / ow
     elif height:
         scale = height / oh
     else:
-        return original
+        scale = 1.0
+    if not upscale:
+        scale = min(scale, 1.0)
     return max(1, round(ow * scale)), max(1, round(oh * scale))
+
+
+_target_size = target_size  # the name flows/steps/scaling.py still uses
 
 
 def _centre_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:

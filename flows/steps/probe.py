@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
-from flows.errors import TaskError
+from flows.errors import FetchError, TaskError
 from flows.settings import get_settings
 
 # EXIF orientation -> clockwise degrees to turn the stored pixels to see the image as shot.
@@ -64,6 +66,24 @@ def open_image(path: Path, *, max_pixels: int | None = None) -> ImageFile.ImageF
             f"image is {width}×{height} = {width * height} pixels, over the limit of {limit}"
         )
     return img
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """``img``'s size once turned upright from its EXIF orientation (5-8 swap the sides)."""
+    turned = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    return (img.height, img.width) if turned else img.size
+
+
+@contextmanager
+def about_source(url: str) -> Iterator[None]:
+    """Prefix the message of a TaskError raised inside with the input ``url`` it concerns
+    (a FetchError already names it)."""
+    try:
+        yield
+    except FetchError:
+        raise
+    except TaskError as exc:
+        raise TaskError(f"{url}: {exc}") from exc
 
 
 def probe_image(path: Path, *, max_pixels: int | None = None) -> ImageProbe:

@@ -1,0 +1,183 @@
+"""image.thumb speed: our transform step next to ``pyvips.Image.thumbnail`` in the same run,
+then the whole task through the API.
+
+1. A generated 6000×4000 JPEG is thumbnailed to 320 px wide (JPEG out, quality 85, no
+   metadata) by ``flows.steps.imaging.make_thumbnail`` and by ``pyvips.Image.thumbnail``
+   (libvips' operation cache off), alternately; prints both medians and their ratio
+   (target: ours / pyvips ≤ 1.2).
+2. Our peak RSS for one such thumbnail, in a fresh process (``--rss``).
+3. The whole task through the API: ``POST /v2/create`` with ``block=true`` until ``success``,
+   against a service started here (``dragonflow up`` in a temporary home), median of 20 runs.
+
+Run: .venv/bin/python bench/image_thumb.py [--runs 15] [--api-runs 20]
+Needs pyvips (``pip install pyvips pyvips-binary``: libvips comes in the wheel). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image, ImageFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = (6000, 4000)
+WIDTH = 320
+
+
+def make_source(path: Path) -> Path:
+    """A photo-like 6000×4000 JPEG: smooth colour gradients with fine grain and some edges."""
+    small = Image.merge("RGB", [
+        Image.linear_gradient("L").resize((600, 400)),
+        Image.radial_gradient("L").resize((600, 400)),
+        Image.effect_noise((600, 400), 60).filter(ImageFilter.GaussianBlur(3)),
+    ])
+    big = small.resize(SIZE, Image.Resampling.BICUBIC)
+    grain = Image.effect_noise(SIZE, 12).convert("RGB")
+    Image.blend(big, grain, 0.15).save(path, quality=90)
+    return path
+
+
+def ours(src: Path, out: Path) -> None:
+    from flows.steps.imaging import make_thumbnail
+
+    make_thumbnail(src, out, width=WIDTH, height=None)
+
+
+def theirs(src: Path, out: Path) -> None:
+    import pyvips
+
+    pyvips.Image.thumbnail(str(src), WIDTH).write_to_file(str(out / "vips.jpg"), Q=85, strip=True)
+
+
+def side_by_side(src: Path, runs: int) -> None:
+    import pyvips
+
+    pyvips.cache_set_max(0)  # no reuse of a previous run's result
+    times: dict[str, list[float]] = {"ours (Pillow, draft + LANCZOS)": [], "pyvips.Image.thumbnail": []}
+    with tempfile.TemporaryDirectory() as out:
+        for fn in (ours, theirs):  # warm-up: imports, first decode
+            fn(src, Path(out))
+        for _ in range(runs):
+            for name, fn in zip(times, (ours, theirs)):
+                start = time.perf_counter()
+                fn(src, Path(out))
+                times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    for name, value in medians.items():
+        print(f"  {name:32s} median {value * 1000:7.1f} ms over {runs} runs")
+    ratio = medians["ours (Pillow, draft + LANCZOS)"] / medians["pyvips.Image.thumbnail"]
+    print(f"  ratio ours / pyvips: {ratio:.2f} (target <= 1.2)")
+
+
+def peak_rss(src: Path) -> None:
+    """In a fresh process: resident memory after imports, and its peak during one thumbnail
+    (the peak is reset first through /proc/self/clear_refs, so import-time peaks do not count)."""
+    code = f"""
+import sys, tempfile
+from pathlib import Path
+import flows.steps.imaging as imaging
+
+def kib(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+
+before = kib("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")
+imaging.make_thumbnail(Path(sys.argv[1]), Path(tempfile.mkdtemp()), width={WIDTH}, height=None)
+print(before, kib("VmHWM:"))
+"""
+    before, peak = map(int, subprocess.check_output([sys.executable, "-c", code, str(src)], cwd=ROOT).split())
+    full = SIZE[0] * SIZE[1] * 3 / 2**20
+    print(f"  our peak RSS: {peak / 1024:.0f} MiB, {(peak - before) / 1024:.0f} MiB above the {before / 1024:.0f} MiB"
+          f" after imports (the whole image decoded would take {full:.0f} MiB)")
+
+
+def through_the_api(src: Path, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        handler = functools.partial(QuietHandler, directory=str(src.parent))
+        files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=files.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{files.server_address[1]}/{src.name}"
+        process, info = start_service(Path(home))
+        try:
+            task = {"task_name": "image.thumb", "url": url, "width": WIDTH}
+            body = {"secret": info["account"]["secret"], "tasks": task, "block": True}
+            times = []
+            with httpx.Client(base_url=info["api"], timeout=120) as api:
+                for i in range(runs + 1):
+                    start = time.perf_counter()
+                    [status] = api.post("/v2/create", json=body).json()
+                    elapsed = time.perf_counter() - start
+                    assert status["status"] == "success", status
+                    if i:  # the first run warms the worker up
+                        times.append(elapsed)
+            print(f"  create -> success: median {statistics.median(times) * 1000:.0f} ms over {runs} runs"
+                  f" (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})")
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+            files.shutdown()
+
+
+def start_service(home: Path) -> tuple[subprocess.Popen, dict]:
+    """``dragonflow up`` on free ports in ``home``, as tests/conftest.py starts it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
+    env.update(DRAGONFLOW_HOME=str(home), DRAGONFLOW_FETCH_ALLOW="127.0.0.1",
+               PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    port, prefect_port = free_port(), free_port()
+    log = open(home / "up.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployments.cli", "up", "--port", str(port), "--prefect-port", str(prefect_port)],
+        env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    line = ""
+    while not line.startswith("{"):
+        line = lines.get(timeout=180)
+    return process, json.loads(line)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--api-runs", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = make_source(Path(tmp) / "photo-6000x4000.jpg")
+        print(f"source: {SIZE[0]}×{SIZE[1]} JPEG, {src.stat().st_size / 2**20:.1f} MiB; thumbnail {WIDTH} px wide")
+        print("transform step, same process:")
+        side_by_side(src, args.runs)
+        peak_rss(src)
+        print("whole task through the API (block=true):")
+        through_the_api(src, args.api_runs)
+
+
+if __name__ == "__main__":
+    main()
