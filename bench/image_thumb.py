@@ -16,24 +16,18 @@ Needs pyvips (``pip install pyvips pyvips-binary``: libvips comes in the wheel).
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
-import json
-import os
-import queue
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 from PIL import Image, ImageFilter
 
-ROOT = Path(__file__).resolve().parent.parent
+from deployments.local import ROOT, LocalService, serve_directory
+
 SIZE = (6000, 4000)
 WIDTH = 320
 
@@ -106,17 +100,12 @@ print(before, kib("VmHWM:"))
 
 
 def through_the_api(src: Path, runs: int) -> None:
-    with tempfile.TemporaryDirectory() as home:
-        handler = functools.partial(QuietHandler, directory=str(src.parent))
-        files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=files.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{files.server_address[1]}/{src.name}"
-        process, info = start_service(Path(home))
-        try:
-            task = {"task_name": "image.thumb", "url": url, "width": WIDTH}
-            body = {"secret": info["account"]["secret"], "tasks": task, "block": True}
+    with tempfile.TemporaryDirectory() as home, serve_directory(src.parent) as files:
+        with LocalService(Path(home)) as service:
+            task = {"task_name": "image.thumb", "url": f"{files}/{src.name}", "width": WIDTH}
+            body = {"secret": service.account["secret"], "tasks": task, "block": True}
             times = []
-            with httpx.Client(base_url=info["api"], timeout=120) as api:
+            with httpx.Client(base_url=service.api, timeout=120) as api:
                 for i in range(runs + 1):
                     start = time.perf_counter()
                     [status] = api.post("/v2/create", json=body).json()
@@ -126,42 +115,6 @@ def through_the_api(src: Path, runs: int) -> None:
                         times.append(elapsed)
             print(f"  create -> success: median {statistics.median(times) * 1000:.0f} ms over {runs} runs"
                   f" (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})")
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(60)
-            files.shutdown()
-
-
-def start_service(home: Path) -> tuple[subprocess.Popen, dict]:
-    """``dragonflow up`` on free ports in ``home``, as tests/conftest.py starts it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
-    env.update(DRAGONFLOW_HOME=str(home), DRAGONFLOW_FETCH_ALLOW="127.0.0.1",
-               PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    port, prefect_port = free_port(), free_port()
-    log = open(home / "up.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.cli", "up", "--port", str(port), "--prefect-port", str(prefect_port)],
-        env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    line = ""
-    while not line.startswith("{"):
-        line = lines.get(timeout=180)
-    return process, json.loads(line)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 def main() -> None:

@@ -10,15 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 import httpx
 import pytest
 from PIL import Image
 
-from deployments.local import ROOT, LocalService
+from deployments.local import ROOT, LocalService, serve_directory
 
 class Service:
     """The running service: its URLs, environment and the local account."""
@@ -68,39 +67,29 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
-class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def _serve(handler) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """A static HTTP server on 127.0.0.1 over a directory of generated inputs."""
     root = tmp_path_factory.mktemp("media")
-    server, url = _serve(lambda *a, **k: Quiet(*a, directory=str(root), **k))
+    with serve_directory(root) as url:
 
-    class Media:
-        base = url
-        directory = root
+        class Media:
+            base = url
+            directory = root
 
-        def image(self, name: str, size=(400, 300), color=(200, 30, 30), fmt="JPEG") -> str:
-            Image.new("RGB", size, color).save(root / name, fmt)
-            return f"{url}/{name}"
+            def image(self, name: str, size=(400, 300), color=(200, 30, 30), fmt="JPEG") -> str:
+                Image.new("RGB", size, color).save(root / name, fmt)
+                return f"{url}/{name}"
 
-    yield Media()
-    server.shutdown()
+        yield Media()
 
 
 @pytest.fixture(scope="session")
 def callbacks():
     """A callback receiver on 127.0.0.1: ``url(path)`` and ``wait(path)``."""
-    server, url = _serve(Recorder)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
 
     class Callbacks:
         def url(self, path: str) -> str:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from PIL import Image
 
 from deployments.local import ROOT, free_port
