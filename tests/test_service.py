@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 
 import httpx
 from PIL import Image
 
 from api.keys import run_id_for
+from deployments.local import ROOT
 
 
 def test_health(service):
@@ -219,3 +222,27 @@ def test_crash_automation_registered(service):
     assert automation.trigger.posture.value == "Proactive"
     assert "prefect.flow-run.heartbeat" in automation.trigger.after
     assert automation.actions[0].state.value == "CRASHED"
+
+
+PIPELINE = """
+import asyncio, json, sys
+from prefect import flow
+from flows.image import ThumbParams, info, thumb, InfoParams
+
+@flow
+async def contact_sheet(urls: list[str]) -> list[dict]:
+    thumbs = [await thumb(ThumbParams(url=u, width=64)) for u in urls]
+    return [(await info(InfoParams(url=t.output))).model_dump() for t in thumbs]
+
+print(json.dumps(asyncio.run(contact_sheet(sys.argv[1:]))))
+"""
+
+
+def test_flows_compose_in_a_pipeline(service, media):
+    """A data engineer imports the flows and composes them into a larger Prefect flow."""
+    urls = [media.image(f"pipe{i}.jpg", size=(320, 160 + 80 * i)) for i in range(2)]
+    done = subprocess.run([sys.executable, "-c", PIPELINE, *urls], env=service.env,
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    infos = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(i["width"], i["height"]) for i in infos] == [(64, 32), (64, 48)]
