@@ -1,29 +1,43 @@
 """The warm worker: a real Prefect worker that runs flow runs inside its own process.
 
-It claims runs from the work pool through the Prefect API like any worker (heartbeats,
-shows in the UI's work pool, crash reporting), but instead of starting a subprocess per
-run it imports the deployment's flow once and runs it with Prefect's flow engine in
-this long-lived process, so a run does not pay a Python start-up.
+It claims runs from the work pool through the Prefect API like any worker (it heartbeats,
+shows in the UI's work pool, and a run it cannot start is marked Crashed), but instead of
+starting a subprocess per run it imports the deployment's flow once and runs it with
+Prefect's flow engine in this long-lived process, so a run does not pay a Python
+start-up. Two things keep a small task fast:
+
+- pickup: it listens to Prefect's ``prefect.flow-run.Scheduled`` events and asks for work
+  as soon as one arrives (polling every ``worker_poll_seconds`` only as a fallback), so
+  pickup has no polling delay and an idle worker does not hammer the database;
+- claiming: a claimed run goes Scheduled -> Pending -> (engine) Running -> Completed, with
+  none of the stock worker's extra calls for infrastructure it does not have (job
+  template, labels, Submitting state, process id).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import socket
 import sys
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
 import anyio
 from prefect import Flow
 from prefect.client.schemas.objects import FlowRun
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from deployments.register import WORKER_TYPE
 from flows.settings import get_settings
+
+logger = logging.getLogger("dragonflow.worker")
 
 
 class WarmWorkerResult(BaseWorkerResult):
@@ -48,6 +62,7 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
         super().__init__(*args, **kwargs)
         self._flows: dict[UUID, Flow[..., Any]] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._wake = asyncio.Event()
 
     async def _flow_for(self, flow_run: FlowRun) -> Flow[..., Any]:
         deployment_id = flow_run.deployment_id
@@ -56,12 +71,28 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
             self._flows[deployment_id] = load_entrypoint(deployment.entrypoint)
         return self._flows[deployment_id]
 
+    async def _submit_run(self, flow_run: FlowRun) -> None:
+        """Claim the run (Pending) and run it here; replaces the stock subprocess launch."""
+        try:
+            if await self._propose_pending_state(flow_run):
+                await self.run(flow_run)
+        except Exception as exc:
+            self.get_flow_run_logger(flow_run).exception("The warm worker could not run this flow run")
+            await self._propose_crashed_state(flow_run, f"the worker could not run the task: {exc}")
+        finally:
+            self._release_limit_slot(flow_run.id)
+            self._submitting_flow_run_ids.discard(flow_run.id)
+            if self._cancelling_observer is not None:
+                self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
+            self._wake.set()  # a slot is free: take the next queued run now
+
     async def run(
         self,
         flow_run: FlowRun,
-        configuration: BaseJobConfiguration,
+        configuration: BaseJobConfiguration | None = None,
         task_status: anyio.abc.TaskStatus[str] | None = None,
     ) -> WarmWorkerResult:
+        """Run ``flow_run`` with Prefect's flow engine in this process."""
         flow = await self._flow_for(flow_run)
         identifier = f"{socket.gethostname()}:{flow_run.id}"
         with anyio.CancelScope() as scope:
@@ -82,6 +113,28 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
         if scope is not None:
             scope.cancel()
 
+    async def listen_for_scheduled_runs(self) -> None:
+        """Wake the pickup loop whenever Prefect says a run was scheduled (or awaits a retry)."""
+        scheduled = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+            occurred=EventOccurredFilter(since=datetime.now(timezone.utc)),
+        )
+        async with get_events_subscriber(filter=scheduled, reconnection_attempts=1000) as events:
+            async for _ in events:
+                self._wake.set()
+
+    async def pick_up_when_woken(self) -> None:
+        """Ask for work once per wake-up (events and finished runs coalesce)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.is_setup:
+                continue
+            try:
+                await self.get_and_submit_flow_runs()
+            except Exception as exc:  # the fallback poll keeps going
+                logger.warning("pickup failed: %s", exc)
+
 
 async def serve_worker(name: str | None = None) -> None:
     """Run a warm worker against the configured Prefect API until cancelled."""
@@ -94,4 +147,8 @@ async def serve_worker(name: str | None = None) -> None:
             prefetch_seconds=1,
             heartbeat_interval_seconds=10,
         )
-        await worker.start(printer=lambda *args: print(*args, file=sys.stderr))
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker.listen_for_scheduled_runs)
+            group.start_soon(worker.pick_up_when_woken)
+            await worker.start(printer=lambda *args: print(*args, file=sys.stderr))
+            group.cancel_scope.cancel()

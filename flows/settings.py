@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     callback_attempts: int = 5
     callback_backoff: float = 0.5
     worker_limit: int = Field(8, description="Flow runs one warm worker runs at once.")
-    worker_poll_seconds: float = Field(0.2, description="How often the warm worker asks for new runs.")
+    worker_poll_seconds: float = Field(
+        2.0, description="Fallback poll interval of the warm worker (it picks runs up on Prefect events)."
+    )
 
     @field_validator("fetch_allow", mode="before")
     @classmethod
