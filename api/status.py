@@ -139,7 +139,7 @@ async def read_runs(client: PrefectClient, run_ids: list[UUID]) -> dict[UUID, tu
         )
     ) if runs else []
     found: dict[UUID, tuple[FlowRun, list[Artifact]]] = {r.id: (r, []) for r in runs}
-    for artifact in sorted(artifacts, key=lambda a: a.created or 0):
+    for artifact in sorted(artifacts, key=lambda a: a.created):
         if artifact.flow_run_id in found:
             found[artifact.flow_run_id][1].append(artifact)
     return found

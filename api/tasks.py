@@ -207,7 +207,8 @@ class TaskService:
     async def read(self, keys: list[str], account: str) -> dict[str, tuple]:
         """key -> (run, artifacts) for the keys that name a run of ``account``."""
         ids = {key: run_id_for(key) for key in keys}
-        found = await read_runs(self.client, [i for i in ids.values() if i is not None])
+        wanted = [i for i in ids.values() if i is not None]
+        found = await (self.watcher.current(wanted) if self.watcher else read_runs(self.client, wanted))
         return {
             key: found[run_id]
             for key, run_id in ids.items()

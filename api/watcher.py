@@ -1,7 +1,9 @@
-"""One shared poller of flow runs for every open stream and blocking call.
+"""One shared poller of flow runs for every open stream, blocking call and status read.
 
 However many clients wait, the API reads the watched runs from Prefect once per
-interval (two queries for all of them) and hands changes to each subscriber.
+interval (two queries for all of them) and hands changes to each subscriber; status
+reads are answered from the same fresh snapshots, so many clients asking about the same
+tasks cost the Prefect server one read.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 from uuid import UUID
@@ -39,11 +42,14 @@ def fingerprint(run: FlowRun, artifacts: list[Artifact]) -> str:
 class RunWatcher:
     """Polls the union of watched runs every ``interval`` seconds while anyone watches."""
 
-    def __init__(self, client: PrefectClient, interval: float = 0.05):
+    def __init__(self, client: PrefectClient, interval: float = 0.05, max_age: float = 0.1):
         self._client = client
         self._interval = interval
+        self._max_age = max_age
         self._queues: dict[UUID, set[asyncio.Queue[Snapshot]]] = {}
         self._seen: dict[UUID, str] = {}
+        self._latest: dict[UUID, tuple[float, Snapshot]] = {}
+        self._read_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -66,8 +72,36 @@ class RunWatcher:
                 logger.warning("watcher poll failed: %s", exc)
             await asyncio.sleep(self._interval)
 
+    async def _read(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
+        found = await read_runs(self._client, run_ids)
+        now = time.monotonic()
+        for run_id, snapshot in found.items():
+            self._latest[run_id] = (now, snapshot)
+        for run_id in [r for r, (t, _) in self._latest.items() if now - t > 60 and r not in self._queues]:
+            del self._latest[run_id]
+        return found
+
+    def _fresh(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
+        now = time.monotonic()
+        return {
+            r: self._latest[r][1]
+            for r in run_ids
+            if r in self._latest and now - self._latest[r][0] <= self._max_age
+        }
+
+    async def current(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
+        """Snapshots no older than ``max_age`` of the runs that exist among ``run_ids``."""
+        found = self._fresh(run_ids)
+        if len(found) < len(run_ids):
+            async with self._read_lock:  # concurrent askers of the same runs share one read
+                found = self._fresh(run_ids)
+                missing = [r for r in run_ids if r not in found]
+                if missing:
+                    found.update(await self._read(missing))
+        return found
+
     async def poll_once(self) -> None:
-        found = await read_runs(self._client, list(self._queues))
+        found = await self._read(list(self._queues))
         for run_id, (run, artifacts) in found.items():
             mark = fingerprint(run, artifacts)
             if self._seen.get(run_id) != mark:

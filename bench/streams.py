@@ -1,8 +1,8 @@
 """Stream fan-out: many concurrent status-stream clients must not multiply the load on
 the Prefect server (one shared watcher in the API feeds them all).
 
-Starts the service in a temporary home, runs 50 ``hello`` tasks with a delay (all running
-at once), and streams their statuses with 1 client, then with 200 concurrent clients
+Starts the service in a temporary home, runs 50 ``hello`` tasks with a delay (queued and
+running, 8 at a time by default), and streams their statuses with 1 client, then with 200 concurrent clients
 (each watching 5 of the tasks). Prints, per phase: CPU seconds used by the Prefect
 server and by the API, and the added latency between a state change recorded by Prefect
 (``events.started`` / ``events.completed``) and the line reaching the client (median, p95).
@@ -77,9 +77,11 @@ async def stream_client(api: str, secret: str, keys: list[str], latencies: list[
 async def phase(service: LocalService, roles: dict[str, int], tasks: int, clients: int, delay: float) -> dict:
     secret = service.account["secret"]
     async with httpx.AsyncClient(timeout=120) as http:
-        created = (await http.post(f"{service.api}/v2/create", json={
+        response = await http.post(f"{service.api}/v2/create", json={
             "secret": secret, "tasks": [{"task_name": "hello", "name": f"t{i}", "delay": delay} for i in range(tasks)],
-        })).json()
+        })
+        assert response.status_code == 200, response.text
+        created = response.json()
     keys = [s["key"] for s in created]
     before = {role: cpu_seconds(pid) for role, pid in roles.items()}
     started = time.monotonic()
@@ -105,10 +107,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--delay", type=float, default=6.0)
+    parser.add_argument("--delay", type=float, default=3.0)
+    parser.add_argument("--worker-limit", type=int, default=8, help="runs the warm worker runs at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        with LocalService(Path(home), DRAGONFLOW_WORKER_LIMIT=str(args.tasks + 10)) as service:
+        with LocalService(Path(home), DRAGONFLOW_WORKER_LIMIT=str(args.worker_limit)) as service:
             roles = children(service.process.pid)
             results = [asyncio.run(phase(service, roles, args.tasks, n, args.delay)) for n in (1, args.clients)]
     for result in results:

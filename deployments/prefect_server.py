@@ -16,7 +16,7 @@ import argparse
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-RETRY_AFTER = b"0.05"
+RETRY_AFTER = b"0.1"
 
 
 class RetryAfterOn503:

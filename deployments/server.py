@@ -42,7 +42,7 @@ def prefect_env(settings: Settings, api_url: str) -> dict[str, str]:
     env["PREFECT_API_URL"] = api_url
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     # SQLite answers concurrent writes with quick retryable 503s (see prefect_server.py)
-    env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "20")
+    env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "60")
     env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     env["DRAGONFLOW_HOME"] = str(settings.home)

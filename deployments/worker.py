@@ -38,6 +38,14 @@ from deployments.register import WORKER_TYPE
 from flows.settings import get_settings
 
 logger = logging.getLogger("dragonflow.worker")
+# Imported in a background thread when a worker starts, so the first run of a task does
+# not pay for them (librosa.beat compiles its numba functions at import: 5-15 s).
+WARM_IMPORTS = ("flows.registry", "librosa.beat")
+
+
+def warm_up() -> None:
+    for module in WARM_IMPORTS:
+        importlib.import_module(module)
 
 
 class WarmWorkerResult(BaseWorkerResult):
@@ -148,6 +156,7 @@ async def serve_worker(name: str | None = None) -> None:
             heartbeat_interval_seconds=10,
         )
         async with anyio.create_task_group() as group:
+            group.start_soon(asyncio.to_thread, warm_up)
             group.start_soon(worker.listen_for_scheduled_runs)
             group.start_soon(worker.pick_up_when_woken)
             await worker.start(printer=lambda *args: print(*args, file=sys.stderr))

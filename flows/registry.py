@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import Flow
 
-from flows import hello, image
+from flows import audio, hello, image
 from flows.params import TaskParams
 
 
@@ -48,6 +48,11 @@ TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
         TaskSpec(hello.hello),
+        TaskSpec(audio.info),
+        TaskSpec(audio.convert, outputs=("output",)),
+        TaskSpec(audio.waveform, outputs=("output",)),
+        TaskSpec(audio.beats),
+        TaskSpec(audio.tts, outputs=("output",)),
         TaskSpec(image.info),
         TaskSpec(image.thumb, outputs=("output",)),
         TaskSpec(image.gif, outputs=("output",)),

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     fetch_timeout: float = 120.0
     fetch_max_redirects: int = 5
     max_image_pixels: int = 100_000_000
+    tts_max_chars: int = Field(20_000, ge=1, description="Longest text audio.tts accepts, in characters.")
     callback_attempts: int = 5
     callback_backoff: float = 0.5
     worker_limit: int = Field(8, description="Flow runs one warm worker runs at once.")

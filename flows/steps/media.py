@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -14,9 +15,19 @@ from typing import Any, Awaitable, Callable
 from flows.errors import TaskError
 
 INPUT_PROTOCOLS = "file,pipe"
-# Demuxers that make ffmpeg open other files or URLs named inside the input.
-REFUSED_FORMATS = {"hls", "applehttp", "concat", "ffconcat", "dash", "rtsp", "sdp", "tee", "image2"}
+# The only demuxers an input may be read with: plain media containers and streams. Those that
+# open other files or URLs named inside the input (hls, dash, concat/ffconcat, imf, image2,
+# sdp, ...) are not on it, so a playlist, whatever its file name, is refused before it is read.
+ALLOWED_FORMATS = (
+    "mov", "matroska", "avi", "flv", "mpegts", "mpeg", "mpegvideo", "m4v", "h264", "hevc",
+    "asf", "ogg", "mxf", "dv", "gif", "nut", "ivf", "rm", "yuv4mpegpipe",
+    "mp3", "aac", "ac3", "eac3", "dts", "truehd", "loas", "wav", "w64", "flac", "aiff", "caf",
+    "amr", "wv", "ape", "tta", "au", "voc", "mpc", "mpc8", "xwma",
+)
+FORMAT_WHITELIST = ",".join(ALLOWED_FORMATS)
 DEFAULT_TIMEOUT = 600.0
+# Time allowed per second of media on top of DEFAULT_TIMEOUT (see ``ffmpeg_timeout``).
+TIMEOUT_PER_SECOND = 4.0
 ALPHA_PIX_FMTS = ("yuva", "rgba", "argb", "bgra", "abgr", "gbrap", "ya")
 
 ProgressCallback = Callable[[float], Awaitable[None]]
@@ -49,6 +60,15 @@ class VideoStream:
     rotation: float
     alpha: bool
     pix_fmt: str | None
+    duration: float | None = None
+    """The stream's own duration in seconds, when the container gives it."""
+    bit_rate: int | None = None
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) as shown, after ``rotation`` (ffmpeg applies it when decoding)."""
+        turned = round(self.rotation) % 180 == 90
+        return (self.height, self.width) if turned else (self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,13 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def parse_probe(data: dict[str, Any]) -> MediaProbe:
     """A MediaProbe from ffprobe's JSON (``-show_format -show_streams``)."""
     fmt = data.get("format") or {}
@@ -110,8 +137,11 @@ def parse_probe(data: dict[str, Any]) -> MediaProbe:
                 height=int(s.get("height") or 0),
                 frame_rate=round(_rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate")), 3),
                 rotation=_rotation(s),
-                alpha=bool(pix and pix.startswith(ALPHA_PIX_FMTS)),
+                alpha=bool(pix and pix.startswith(ALPHA_PIX_FMTS))
+                or (s.get("tags") or {}).get("alpha_mode") == "1",  # VP8/VP9 alpha in WebM
                 pix_fmt=pix,
+                duration=_float(s.get("duration")),
+                bit_rate=_int(s.get("bit_rate")),
             )
         elif s.get("codec_type") == "audio" and audio is None:
             audio = AudioStream(
@@ -131,25 +161,87 @@ def parse_probe(data: dict[str, Any]) -> MediaProbe:
     )
 
 
+# First name of a demuxer -> (content type with video, content type of audio only).
+_CONTENT_TYPES = {
+    "matroska": ("video/x-matroska", "audio/x-matroska"),
+    "avi": ("video/x-msvideo", "video/x-msvideo"),
+    "flv": ("video/x-flv", "video/x-flv"),
+    "mpegts": ("video/mp2t", "video/mp2t"),
+    "mpeg": ("video/mpeg", "audio/mpeg"),
+    "mpegvideo": ("video/mpeg", "video/mpeg"),
+    "asf": ("video/x-ms-asf", "audio/x-ms-wma"),
+    "ogg": ("video/ogg", "audio/ogg"),
+    "mxf": ("application/mxf", "application/mxf"),
+    "gif": ("image/gif", "image/gif"),
+    "mp3": ("audio/mpeg", "audio/mpeg"),
+    "aac": ("audio/aac", "audio/aac"),
+    "ac3": ("audio/ac3", "audio/ac3"),
+    "wav": ("audio/wav", "audio/wav"),
+    "flac": ("audio/flac", "audio/flac"),
+    "aiff": ("audio/aiff", "audio/aiff"),
+    "amr": ("audio/amr", "audio/amr"),
+}
+_WEBM_CODECS = {"vp8", "vp9", "av1", "opus", "vorbis"}
+
+
+def content_type(probe: MediaProbe) -> str:
+    """The MIME type of a probed file, from its container (and brand, codecs)."""
+    names = probe.format_name.split(",")
+    has_video = probe.video is not None
+    if names[0] == "mov":
+        brand = str(((probe.raw.get("format") or {}).get("tags") or {}).get("major_brand", "")).strip()
+        if brand == "qt":
+            return "video/quicktime"
+        if brand.startswith("3gp"):
+            return "video/3gpp" if has_video else "audio/3gpp"
+        return "video/mp4" if has_video else "audio/mp4"
+    if names[0] == "matroska":
+        codecs = {s.codec for s in (probe.video, probe.audio) if s is not None}
+        if codecs <= _WEBM_CODECS:
+            return "video/webm" if has_video else "audio/webm"
+    video_type, audio_type = _CONTENT_TYPES.get(names[0], ("application/octet-stream",) * 2)
+    return video_type if has_video else audio_type
+
+
 async def probe_media(path: Path, *, timeout: float = 60.0) -> MediaProbe:
-    """ffprobe ``path`` (a local file); TaskError if it is not media or is a playlist."""
-    out, _ = await run_tool(
-        ["ffprobe", "-v", "error", "-protocol_whitelist", INPUT_PROTOCOLS,
-         "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        timeout=timeout, what="ffprobe",
-    )
+    """ffprobe ``path`` (a local file); TaskError if it is not media, or is in a format that
+    is not on ``ALLOWED_FORMATS`` (playlists, concat lists)."""
+    try:
+        out, _ = await run_tool(
+            ["ffprobe", "-v", "error", "-protocol_whitelist", INPUT_PROTOCOLS,
+             "-format_whitelist", FORMAT_WHITELIST,
+             "-print_format", "json", "-show_format", "-show_streams", str(path)],
+            timeout=timeout, what="ffprobe",
+        )
+    except TaskError as exc:
+        refused = re.search(r"\[([\w,]+) @ [^]]*\] Format not on whitelist", str(exc))
+        if refused:
+            raise TaskError(
+                f"input format {refused[1]!r} is not accepted (playlists, concat lists and other"
+                " formats that name further files are refused)"
+            ) from None
+        raise TaskError(str(exc).replace(str(path), path.name)) from None
     probe = parse_probe(json.loads(out or b"{}"))
-    if set(probe.format_name.split(",")) & REFUSED_FORMATS:
-        raise TaskError(f"input format {probe.format_name!r} (playlists, concat lists) is not accepted")
     if probe.video is None and probe.audio is None:
         raise TaskError("the input has no audio or video stream")
     return probe
 
 
-def input_args(path: Path, format_name: str | None = None) -> list[str]:
-    """ffmpeg options and ``-i`` for a probed local input, pinned to its probed demuxer."""
+def input_args(path: Path, format_name: str | None = None, *, seek: float | None = None) -> list[str]:
+    """ffmpeg options and ``-i`` for a probed local input, pinned to its probed demuxer.
+
+    ``seek`` (seconds) seeks the input before decoding starts: a frame deep into a long
+    file costs about what one near its start costs.
+    """
     pinned = ["-f", format_name.split(",")[0]] if format_name else []
-    return ["-protocol_whitelist", INPUT_PROTOCOLS, *pinned, "-i", str(path)]
+    start = ["-ss", f"{seek:.6f}"] if seek else []
+    return ["-protocol_whitelist", INPUT_PROTOCOLS, "-format_whitelist", FORMAT_WHITELIST,
+            *pinned, *start, "-i", str(path)]
+
+
+def ffmpeg_timeout(duration: float) -> float:
+    """A timeout for an ffmpeg run over ``duration`` seconds of media."""
+    return DEFAULT_TIMEOUT + TIMEOUT_PER_SECOND * max(0.0, duration)
 
 
 async def run_ffmpeg(
