@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import Flow
 
-from flows import audio, hello, image
+from flows import audio, hello, html, image, video
 from flows.params import TaskParams
 
 
@@ -60,5 +60,13 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(image.face),
         TaskSpec(image.saliency),
         TaskSpec(image.smartcrop),
+        TaskSpec(html.scrape),
+        TaskSpec(video.info),
+        TaskSpec(video.convert, outputs=("output",),
+                 v1_defaults={"video_bitrate": 512, "audio_bitrate": 64, "sample_rate": 48000}),
+        TaskSpec(video.reverse, outputs=("output",),
+                 v1_defaults={"video_bitrate": 512, "audio_bitrate": 64, "sample_rate": 48000}),
+        TaskSpec(video.strip, outputs=("output",)),
+        TaskSpec(video.thumb, outputs=("output",)),
     )
 }

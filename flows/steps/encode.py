@@ -1,0 +1,67 @@
+"""Encoding settings shared by ``video.convert`` and ``video.reverse``: H.264 video, the
+chosen audio codec, and a container that fits them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.steps.media import MediaProbe, input_args
+from flows.steps.scaling import scale_filter
+
+X264_PRESET = "medium"
+AUDIO_ENCODERS = {"mp2": "mp2", "mp3": "libmp3lame", "aac": "aac", "wmav1": "wmav1", "wmav2": "wmav2"}
+
+
+@dataclass(frozen=True)
+class Container:
+    muxer: str
+    extension: str
+    options: tuple[str, ...] = ()
+
+
+MP4 = Container("mp4", "mp4", ("-movflags", "+faststart"))
+ASF = Container("asf", "asf")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What the output is encoded with (bitrates in kbps, sample rate in Hz)."""
+
+    video_bitrate: int | None = None
+    crf: int = 23
+    gop: int = 250
+    audio_codec: str = "aac"
+    audio_bitrate: int = 128
+    sample_rate: int = 44100
+
+    @property
+    def container(self) -> Container:
+        """MP4 for AAC, MP3 and MP2 audio; ASF for Windows Media Audio."""
+        return ASF if self.audio_codec.startswith("wma") else MP4
+
+    def video_args(self) -> list[str]:
+        """H.264 at constant quality ``crf``, its rate capped at ``video_bitrate`` when set,
+        a key frame at least every ``gop`` frames."""
+        cap = (["-maxrate", f"{self.video_bitrate}k", "-bufsize", f"{2 * self.video_bitrate}k"]
+               if self.video_bitrate else [])
+        return ["-c:v", "libx264", "-preset", X264_PRESET, "-crf", str(self.crf), *cap,
+                "-g", str(self.gop), "-pix_fmt", "yuv420p"]
+
+    def audio_args(self, channels: int) -> list[str]:
+        """The audio codec at ``audio_bitrate`` and ``sample_rate``, mono or stereo."""
+        return ["-c:a", AUDIO_ENCODERS[self.audio_codec], "-b:a", f"{self.audio_bitrate}k",
+                "-ar", str(self.sample_rate), "-ac", str(min(max(channels, 1), 2))]
+
+    def muxer_args(self) -> list[str]:
+        return ["-f", self.container.muxer, *self.container.options]
+
+
+def transcode_args(
+    src: Path, probe: MediaProbe, dest: Path, size: tuple[int, int], *, crop: bool, encoding: Encoding
+) -> list[str]:
+    """ffmpeg arguments converting ``src`` to ``dest``: its first video stream scaled to
+    ``size`` and its first audio stream (if any), encoded with ``encoding``."""
+    audio = ["-map", "0:a:0", *encoding.audio_args(probe.audio.channels)] if probe.audio else []
+    return [*input_args(src, probe.format_name), "-map", "0:v:0", "-vf", scale_filter(size, crop),
+            *encoding.video_args(), *audio, "-sn", "-dn", *encoding.muxer_args(), str(dest)]
