@@ -40,11 +40,15 @@ def fingerprint(run: FlowRun, artifacts: list[Artifact]) -> str:
 
 
 class RunWatcher:
-    """Polls the union of watched runs every ``interval`` seconds while anyone watches."""
+    """Polls the union of watched runs while anyone watches: every ``interval`` seconds
+    while they change, backing off to ``max_interval`` while they run quietly."""
 
-    def __init__(self, client: PrefectClient, interval: float = 0.05, max_age: float = 0.1):
+    def __init__(
+        self, client: PrefectClient, interval: float = 0.05, max_interval: float = 0.5, max_age: float = 0.1
+    ):
         self._client = client
         self._interval = interval
+        self._max_interval = max_interval
         self._max_age = max_age
         self._queues: dict[UUID, set[asyncio.Queue[Snapshot]]] = {}
         self._seen: dict[UUID, str] = {}
@@ -62,15 +66,24 @@ class RunWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
+        delay = self._interval
         while True:
+            self._wake.clear()
             if not self._queues:
-                self._wake.clear()
                 await self._wake.wait()
+                continue
             try:
-                await self.poll_once()
+                changed = await self.poll_once()
             except Exception as exc:  # Prefect briefly unreachable: keep watching
                 logger.warning("watcher poll failed: %s", exc)
-            await asyncio.sleep(self._interval)
+                changed = 0
+            # Quick while things change; slower while long tasks run quietly.
+            delay = self._interval if changed else min(delay * 1.5, self._max_interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+                delay = self._interval  # a new subscriber: look now
+            except asyncio.TimeoutError:
+                pass
 
     async def _read(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
         found = await read_runs(self._client, run_ids)
@@ -100,14 +113,18 @@ class RunWatcher:
                     found.update(await self._read(missing))
         return found
 
-    async def poll_once(self) -> None:
+    async def poll_once(self) -> int:
+        """Read the watched runs once and hand out what changed; how many changed."""
         found = await self._read(list(self._queues))
+        changed = 0
         for run_id, (run, artifacts) in found.items():
             mark = fingerprint(run, artifacts)
             if self._seen.get(run_id) != mark:
                 self._seen[run_id] = mark
+                changed += 1
                 for queue in self._queues.get(run_id, ()):
                     queue.put_nowait((run, artifacts))
+        return changed
 
     @asynccontextmanager
     async def subscribe(self, run_ids: list[UUID]) -> AsyncIterator[asyncio.Queue[Snapshot]]:

@@ -118,7 +118,7 @@ def save_frame(image: Image.Image, dest_dir: Path, format: str, *, quality: int 
     """Write ``image`` as ``dest_dir/output.<ext>`` (``image.thumb``'s writer; JPEG at
     ``quality`` when given); with ``poster`` ``image.thumb``'s play icon is drawn first."""
     if poster:
-        imaging._draw_play_icon(image)  # noqa: SLF001 (the image.thumb play icon)
+        imaging.draw_play_icon(image)  # the image.thumb play icon
     options = {"quality": quality} if quality and format == "jpeg" else {}
     return imaging.save_image(image, dest_dir, format, **options)
 

@@ -60,7 +60,7 @@ def make_thumbnail(
     if rotation:
         thumb = thumb.transpose(_ROTATIONS[rotation])
     if poster:
-        _draw_play_icon(thumb)
+        draw_play_icon(thumb)
     dest = save_image(thumb, dest_dir, format)
     values = {
         "width": thumb.width,
@@ -79,6 +79,7 @@ def check_format(format: str) -> None:
 
 def content_type(format: str) -> str:
     """The MIME type of an output ``format``."""
+    Image.init()  # Pillow registers its formats' MIME types lazily
     return Image.MIME[_FORMATS[format][0]]
 
 
@@ -181,7 +182,6 @@ def target_size(
     return max(1, round(ow * scale)), max(1, round(oh * scale))
 
 
-_target_size = target_size  # the name flows/steps/scaling.py still uses
 
 
 def _centre_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -211,7 +211,7 @@ def _flatten(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, img).convert("RGB")
 
 
-def _draw_play_icon(img: Image.Image) -> None:
+def draw_play_icon(img: Image.Image) -> None:
     """Draw a centred play icon (dark translucent disc, white triangle), ~30% of the smaller side."""
     side = max(1, round(min(img.size) * 0.3))
     big = side * 4  # drawn at 4× and scaled down, for smooth edges
