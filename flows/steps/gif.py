@@ -10,8 +10,8 @@ from PIL import Image, ImageSequence
 
 from flows.errors import TaskError
 from flows.settings import get_settings
-from flows.steps.imaging import resize_upright, save_image, target_size
-from flows.steps.probe import DECODE_ERRORS, about_source, open_image, upright_size
+from flows.steps.imaging import frame_size, resize_upright, save_image
+from flows.steps.probe import DECODE_ERRORS, about_source, open_image
 
 # Frames one GIF may hold, all inputs together (an animated input contributes each of its frames).
 MAX_FRAMES = 500
@@ -47,12 +47,7 @@ def make_gif(
     if loop < -1:
         raise TaskError(f"loop must be -1, 0 or a positive count, not {loop}")
     limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
-    if width and height:
-        size = (width, height)
-    else:
-        url, path = sources[0]
-        with about_source(url), open_image(path, max_pixels=limit) as first:
-            size = target_size(upright_size(first), width, height)
+    size = frame_size(sources, width, height, limit)
     budget = min(MAX_FRAMES, limit // (size[0] * size[1]))
     if budget < 1:
         raise TaskError(f"one {size[0]}×{size[1]} frame is over the pixel limit of {limit}")

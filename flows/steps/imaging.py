@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Sequence
 
 from PIL import Image, ImageCms, ImageDraw, ImageOps
 
 from flows.errors import TaskError
 from flows.settings import get_settings
-from flows.steps.probe import DECODE_ERRORS, open_image, upright_size
+from flows.steps.probe import DECODE_ERRORS, about_source, open_image, upright_size
 
 # format parameter -> (Pillow format, file extension, save options)
 _FORMATS = {
@@ -180,6 +181,18 @@ def target_size(
     if not upscale:
         scale = min(scale, 1.0)
     return max(1, round(ow * scale)), max(1, round(oh * scale))
+
+
+def frame_size(
+    sources: Sequence[tuple[str, Path]], width: int | None, height: int | None, max_pixels: int
+) -> tuple[int, int]:
+    """The frame size of a multi-image output (gif, strip): ``width``×``height`` when both
+    are given, else derived from the first source's upright size (header only)."""
+    if width and height:
+        return width, height
+    url, path = sources[0]
+    with about_source(url), open_image(path, max_pixels=max_pixels) as first:
+        return target_size(upright_size(first), width, height)
 
 
 

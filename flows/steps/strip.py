@@ -10,8 +10,8 @@ from PIL import Image
 
 from flows.errors import TaskError
 from flows.settings import get_settings
-from flows.steps.imaging import check_format, content_type, render, save_image, target_size
-from flows.steps.probe import about_source, open_image, upright_size
+from flows.steps.imaging import check_format, content_type, frame_size, render, save_image
+from flows.steps.probe import about_source
 
 
 def make_strip(
@@ -40,12 +40,7 @@ def make_strip(
     if wrap is not None and wrap < 1:
         raise TaskError(f"wrap must be at least 1, not {wrap}")
     limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
-    if width and height:
-        cell = (width, height)
-    else:
-        url, path = sources[0]
-        with about_source(url), open_image(path, max_pixels=limit) as first:
-            cell = target_size(upright_size(first), width, height)
+    cell = frame_size(sources, width, height, limit)
     columns = min(wrap or len(sources), len(sources))
     rows = math.ceil(len(sources) / columns)
     size = (columns * cell[0], rows * cell[1])
