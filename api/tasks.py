@@ -10,7 +10,7 @@ import hashlib
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -22,6 +22,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 from pydantic import ValidationError
@@ -36,6 +37,8 @@ from flows.registry import TASKS
 from flows.steps.notify import post_status
 
 RESERVED = {"task_name", "secret", "api_key"}
+PATIENCE = 120.0
+T = TypeVar("T")
 IDEMPOTENCY_TAG = "idempotency:"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 V1_STORE = {"type": "volatile"}
@@ -79,6 +82,21 @@ def with_version_defaults(definition: dict[str, Any], version: str) -> dict[str,
     return raw
 
 
+async def with_patience(call: Callable[[], Awaitable[T]], budget: float = PATIENCE) -> T:
+    """``call()``, retried while the Prefect server answers 503 (a busy SQLite database),
+    for up to ``budget`` seconds, so that a large create does not lose tasks under load."""
+    deadline = time.monotonic() + budget
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 503 or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
 def is_final(run: FlowRun) -> bool:
     return run.state is not None and run.state.is_final()
 
@@ -117,8 +135,10 @@ class TaskService:
             params = spec.params.model_validate(raw).model_dump(mode="json")
         except ValidationError as exc:
             return await self._create_invalid(deployment_id, raw, account, tags, exc, version)
-        return await self.client.create_flow_run_from_deployment(
-            deployment_id, parameters={"params": params, "account": account}, tags=tags, state=state
+        return await with_patience(
+            lambda: self.client.create_flow_run_from_deployment(
+                deployment_id, parameters={"params": params, "account": account}, tags=tags, state=state
+            )
         )
 
     async def _create_invalid(
