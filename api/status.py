@@ -26,6 +26,8 @@ PROGRESS_ARTIFACT = "progress"
 WRAPPED_RESULT = "Task result (value)"
 INVALID_PARAMETERS = "InvalidParameters"
 ACCOUNT_TAG = "account:"
+MAX_READ = 200  # Prefect's largest page
+READ_CHUNK = 50  # runs per read: their result, partial and progress artifacts fit one page
 
 _QUEUED = {StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED}
 _EXECUTING = {StateType.RUNNING, StateType.CANCELLING}
@@ -126,20 +128,25 @@ def build_status(
 
 
 async def read_runs(client: PrefectClient, run_ids: list[UUID]) -> dict[UUID, tuple[FlowRun, list[Artifact]]]:
-    """Flow runs and their result/progress artifacts, in two API calls whatever their number."""
-    if not run_ids:
-        return {}
-    runs = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)), limit=len(run_ids)
-    )
-    artifacts = await client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[r.id for r in runs]),
-            type=ArtifactFilterType(any_=[RESULT_ARTIFACT, PROGRESS_ARTIFACT]),
+    """Flow runs and their result/progress artifacts: two API calls per ``READ_CHUNK`` runs
+    (Prefect answers at most 200 objects per call)."""
+    found: dict[UUID, tuple[FlowRun, list[Artifact]]] = {}
+    for start in range(0, len(run_ids), READ_CHUNK):
+        chunk = run_ids[start : start + READ_CHUNK]
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
         )
-    ) if runs else []
-    found: dict[UUID, tuple[FlowRun, list[Artifact]]] = {r.id: (r, []) for r in runs}
-    for artifact in sorted(artifacts, key=lambda a: a.created):
-        if artifact.flow_run_id in found:
-            found[artifact.flow_run_id][1].append(artifact)
+        if not runs:
+            continue
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[r.id for r in runs]),
+                type=ArtifactFilterType(any_=[RESULT_ARTIFACT, PROGRESS_ARTIFACT]),
+            ),
+            limit=MAX_READ,
+        )
+        found.update({r.id: (r, []) for r in runs})
+        for artifact in sorted(artifacts, key=lambda a: a.created):
+            if artifact.flow_run_id in found:
+                found[artifact.flow_run_id][1].append(artifact)
     return found

@@ -288,3 +288,17 @@ def test_503_while_prefect_is_down_and_recovery(service):
     finally:
         api.terminate()
         api.wait(10)
+
+
+def test_status_of_more_keys_than_a_prefect_page(service):
+    """Prefect answers at most 200 objects per call: statuses are read in chunks."""
+    import uuid
+
+    from api.keys import key_for
+
+    mine = service.run({"task_name": "hello", "name": "paged"})["key"]
+    keys = [key_for(uuid.uuid4()) for _ in range(230)] + [mine]
+    statuses = service.http.post("/v2/status", json={"secret": service.account["secret"], "tasks": keys}).json()
+    assert [s["key"] for s in statuses] == keys
+    assert all(s["error"] == "unknown task key" for s in statuses[:-1])
+    assert statuses[-1]["result"] == "Hello paged"
