@@ -24,7 +24,7 @@ from flows.settings import Settings
 WORKER_TYPE = "dragonflow-warm"
 CRASH_AUTOMATION = "dragonflow: crash runs whose worker died"
 HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY for workers (Prefect's minimum)
-CRASH_AFTER = timedelta(seconds=3 * HEARTBEAT_SECONDS)
+CRASH_AFTER = timedelta(seconds=10 * HEARTBEAT_SECONDS)  # generous: heartbeats can queue under load
 STORE_EXPIRY_DAYS = {"persistent": 0, "volatile": 7}
 
 

@@ -28,6 +28,7 @@ from uuid import UUID
 import anyio
 from prefect import Flow
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import AsyncClientContext
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.flow_engine import run_flow
@@ -155,7 +156,8 @@ async def serve_worker(name: str | None = None) -> None:
             prefetch_seconds=1,
             heartbeat_interval_seconds=10,
         )
-        async with anyio.create_task_group() as group:
+        # One Prefect client for every run's engine (no CA bundle, CSRF and version check per run).
+        async with AsyncClientContext.get_or_create(), anyio.create_task_group() as group:
             group.start_soon(asyncio.to_thread, warm_up)
             group.start_soon(worker.listen_for_scheduled_runs)
             group.start_soon(worker.pick_up_when_woken)
