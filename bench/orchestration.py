@@ -1,0 +1,909 @@
+"""Orchestration speed: latency, throughput and the Prefect server's ceiling, in one run.
+
+The whole service is measured next to Prefect's stock ``serve`` path and next to what the
+Prefect server alone can record.
+
+Starts a Prefect server (SQLite, or PostgreSQL with ``--postgres``: a throw-away cluster
+from Debian's packages) behind a request recorder, then the service against it
+(``dragonflow up`` through ``LocalService``: blocks, deployments, warm worker, API), and
+a static file server for the inputs. Prints:
+
+1. Latency: ``image.info`` on a ~100 KB JPEG, ``POST /v2/create`` then ``GET /v2/status``
+   every 20 ms until ``success``; p50/p95 over ``--runs`` sequential tasks. Interleaved
+   with it, the same flow served by Prefect's stock ``serve`` (a Runner starting
+   ``python -m prefect.engine`` per run; ``bench/orchestration_stock.py``), created with
+   ``create_flow_run_from_deployment`` and polled with ``read_flow_run`` every 20 ms.
+2. Throughput: ``--tasks`` ``image.thumb`` tasks (1-2 MP JPEG inputs) in one create call,
+   until all have ended: tasks/s, how many succeeded, failed, stayed unfinished.
+3. Ceiling: flow runs the Prefect server alone records per second (create from a
+   deployment in a work pool no worker polls, then Pending, Running, Completed as a
+   worker and the engine propose them), with 1, 4 and 8 concurrent clients.
+4. Where the time goes in the latency case: phases from the run's own timestamps (state
+   history, result artifact), the in-process cost of validation, fetch and probe, the
+   Prefect API calls made per run (by process) and the timeline of a median run.
+
+The recorder wraps Prefect's server app (``deployments.prefect_server.create_app``, run
+by uvicorn as the service does) and appends one line per HTTP request to a file: start,
+duration, method, path, status, client port. Not a test.
+
+    .venv/bin/python bench/orchestration.py [--postgres] [--runs 60] [--stock-runs 10]
+        [--tasks 500] [--ceiling-runs 200] [--stock-poll 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import math
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+from PIL import Image, ImageFilter
+
+from deployments.local import ROOT, LocalService, free_port, serve_directory
+
+TICKS = os.sysconf("SC_CLK_TCK")
+POLL = 0.02
+FINAL = {"success", "error"}
+CEILING_POOL = "orchestration-bench-ceiling"
+STATUS_BATCH = 200  # keys per status call in the throughput case (more fail: Prefect's page limit)
+STATUS_POLL = re.compile(r"/flow_runs/filter|/artifacts/filter|GET /flow_runs/\{id\} ")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def ms(seconds: float | None) -> str:
+    return "     —" if seconds is None else f"{seconds * 1000:6.0f}"
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    mem_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores ({model}), {mem_kib / 2**20:.1f} GiB RAM"
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def photo(size: tuple[int, int], seed: int) -> Image.Image:
+    """A photo-like picture: colour gradients, blurred noise, fine grain."""
+    w, h = size
+    small = (max(8, w // 10), max(8, h // 10))
+    base = Image.merge("RGB", [
+        Image.linear_gradient("L").rotate(seed * 37 % 360).resize(small),
+        Image.radial_gradient("L").resize(small),
+        Image.effect_noise(small, 40 + seed % 30).filter(ImageFilter.GaussianBlur(2)),
+    ]).resize(size, Image.Resampling.BICUBIC)
+    return Image.blend(base, Image.effect_noise(size, 12).convert("RGB"), 0.12)
+
+
+def jpeg_near(path: Path, target_bytes: int, quality: int = 85) -> Path:
+    """Save a photo-like 4:3 JPEG sized so that the file is about ``target_bytes``."""
+    width = 640
+    for _ in range(4):
+        photo((width, width * 3 // 4), 1).save(path, quality=quality)
+        width = round(width * math.sqrt(target_bytes / path.stat().st_size) / 4) * 4
+    return path
+
+
+def thumb_inputs(directory: Path, count: int, distinct: int = 20) -> list[str]:
+    """``count`` input names (links to ``distinct`` JPEGs of 1 to 2 megapixels)."""
+    sources = []
+    for i in range(distinct):
+        megapixels = 1.0 + i / (distinct - 1)
+        ratio = (4, 3) if i % 2 else (3, 2)
+        unit = math.sqrt(megapixels * 1e6 / (ratio[0] * ratio[1]))
+        size = (round(unit * ratio[0]), round(unit * ratio[1]))
+        path = directory / f"source-{i:02d}.jpg"
+        photo(size, i).save(path, quality=88)
+        sources.append(path)
+    names = []
+    for i in range(count):
+        link = directory / f"in-{i:04d}.jpg"
+        link.symlink_to(sources[i % distinct].name)
+        names.append(link.name)
+    return names
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int, with_children: bool = True) -> float:
+    """CPU time of a process (and of its waited-for children, e.g. PostgreSQL backends)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    fields = stat[11:15] if with_children else stat[11:13]
+    return sum(int(v) for v in fields) / TICKS
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            table[int(entry.name)] = (ppid, cmd)
+    return table
+
+
+def descendants(pid: int, table: dict[int, tuple[int, str]]) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, (pp, _) in table.items() if pp == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def service_roles(service: LocalService) -> dict[str, int]:
+    """The service's worker and API processes by role."""
+    table = process_table()
+    roles = {}
+    for pid in descendants(service.process.pid, table):
+        for role, marker in (("worker", "cli worker"), ("api", "cli api")):
+            if marker in table[pid][1]:
+                roles[role] = pid
+    return roles
+
+
+class CpuMeter:
+    """CPU seconds used by each role between ``start()`` and ``read()``."""
+
+    def __init__(self, roles: dict[str, int]):
+        self.roles = roles
+
+    def _now(self) -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"bench": usage.ru_utime + usage.ru_stime, **{r: cpu_seconds(p) for r, p in self.roles.items()}}
+
+    def start(self) -> None:
+        self._start, self._t = self._now(), time.monotonic()
+
+    def read(self) -> str:
+        wall = time.monotonic() - self._t
+        used = {r: v - self._start[r] for r, v in self._now().items()}
+        parts = ", ".join(f"{r} {v:.1f}" for r, v in sorted(used.items(), key=lambda kv: -kv[1]))
+        total = sum(used.values())
+        return f"CPU s over {wall:.1f} s wall: {parts} (sum {total:.1f} = {total / wall / os.cpu_count():.0%} of the cores)"
+
+
+class PortOwners:
+    """Which process (by role) owns each client connection to the Prefect server, sampled
+    from /proc in a thread while it runs (connections of short-lived runs included)."""
+
+    def __init__(self, prefect_port: int, roles: dict[str, int], trees: tuple[str, ...], interval: float = 0.02):
+        self.prefect_port, self.roles, self.trees, self.interval = prefect_port, roles, trees, interval
+        self.owners: dict[int, str] = {}
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        table = process_table()
+        pids = {pid: role for role, pid in self.roles.items()}
+        for role in self.trees:  # roles whose subprocesses count as theirs
+            pids.update({child: role for child in descendants(self.roles[role], table)})
+        inodes = {}
+        for pid, role in pids.items():
+            try:
+                for fd in os.scandir(f"/proc/{pid}/fd"):
+                    link = os.readlink(fd.path)
+                    if link.startswith("socket:["):
+                        inodes[int(link[8:-1])] = role
+            except OSError:
+                continue
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].split(":")[1], 16) == self.prefect_port and int(fields[9]) in inodes:
+                self.owners[int(fields[1].split(":")[1], 16)] = inodes[int(fields[9])]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> "PortOwners":
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- the Prefect server, with a request recorder ---------------------------------------------
+
+
+def serve_recorded_prefect(port: int, trace: Path) -> None:
+    """Run Prefect's server app as the service does, appending each HTTP request to ``trace``."""
+    import uvicorn
+
+    from deployments.prefect_server import create_app
+
+    app = create_app()
+    out = open(trace, "a", buffering=1)
+
+    async def recorded(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        start, status = time.time(), [0]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_status)
+        finally:
+            port_ = (scope.get("client") or ("", 0))[1]
+            out.write(f"{start:.6f}\t{time.time() - start:.6f}\t{scope['method']}\t{scope['path']}\t{status[0]}\t{port_}\n")
+
+    uvicorn.run(recorded, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=5)
+
+
+@dataclass
+class Call:
+    start: float
+    duration: float
+    method: str
+    path: str
+    status: int
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {UUID_RE.sub('{id}', self.path.removeprefix('/api'))}"
+
+
+def read_trace(trace: Path, start: float = 0.0, end: float = float("inf")) -> list[Call]:
+    calls = []
+    for line in trace.read_text().splitlines():
+        t, d, method, path, status, port = line.split("\t")
+        if start <= float(t) <= end:
+            calls.append(Call(float(t), float(d), method, path, int(status), int(port)))
+    return calls
+
+
+def prefect_env(home: Path, port: int, database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
+    env.update(
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    return env
+
+
+@contextmanager
+def prefect_server(home: Path, trace: Path, database_url: str | None) -> Iterator[tuple[str, subprocess.Popen]]:
+    port = free_port()
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-prefect", str(port), str(trace)],
+        env=prefect_env(home, port, database_url), cwd=ROOT,
+        stdout=open(home / "prefect-server.log", "w"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("Prefect server did not start: " + (home / "prefect-server.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield url, process
+    finally:
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[tuple[str, int]]:
+    """A throw-away PostgreSQL cluster (Debian's binaries) on a free port; yields
+    (SQLAlchemy asyncpg URL, postmaster pid)."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not binaries:
+        raise SystemExit("PostgreSQL is not installed: apt-get install postgresql")
+    bin_dir = Path(binaries[-1])
+    base = Path(tempfile.mkdtemp(prefix="orchestration-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    data, port = base / "data", free_port()
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    try:
+        run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60", "start",
+            "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200")
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "prefect")
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect", postmaster
+    finally:
+        if (data / "postmaster.pid").exists():
+            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def stock_runner(service: LocalService, poll: int) -> Iterator[subprocess.Popen]:
+    env = {**service.env, "PREFECT_RUNNER_POLL_FREQUENCY": str(poll), "PREFECT_CLIENT_MAX_RETRIES": "20",
+           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "orchestration_stock.py")],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(service.home / "stock.log", "w"),
+    )
+    try:
+        yield process
+    finally:
+        stop_process(process, signal.SIGINT)
+
+
+# --- 1. latency ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One timed task: wall-clock marks seen by the client, plus what Prefect recorded."""
+
+    path: str  # "ours" or "stock"
+    start: float
+    created: float  # create call answered
+    seen_final: float
+    status: str
+    run_id: object = None
+    marks: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def latency(self) -> float:
+        return self.seen_final - self.start
+
+
+async def our_run(http: httpx.AsyncClient, secret: str, task: dict, timeout: float) -> Run:
+    from api.keys import run_id_for
+
+    start = time.time()
+    answer = await http.post("/v2/create", json={"secret": secret, "tasks": task})
+    answer.raise_for_status()
+    created = time.time()
+    key = answer.json()[0]["key"]
+    while True:
+        await asyncio.sleep(POLL)
+        [status] = (await http.get("/v2/status", params={"tasks": key, "secret": secret})).json()
+        if status["status"] in FINAL or time.time() - start > timeout:
+            return Run("ours", start, created, time.time(), status["status"], run_id_for(key))
+
+
+async def stock_run(client, deployment_id, parameters: dict, timeout: float) -> Run:
+    start = time.time()
+    run = await client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+    created = time.time()
+    while True:
+        await asyncio.sleep(POLL)
+        run = await client.read_flow_run(run.id)
+        if (run.state and run.state.is_final()) or time.time() - start > timeout:
+            status = "success" if run.state.is_completed() else f"{run.state.name}: {run.state.message}"
+            return Run("stock", start, created, time.time(), status, run.id)
+
+
+async def wait_for_deployment(client, name: str, runner: subprocess.Popen, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await client.read_deployment_by_name(name)
+        except Exception:
+            if runner.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the stock runner did not register {name}")
+            await asyncio.sleep(0.5)
+
+
+async def latency(service: LocalService, url: str, runs: int, stock_runs: int, stock: subprocess.Popen,
+                  timeout: float = 120) -> tuple[list[Run], list[Run]]:
+    """Sequential runs of ours, with the stock path's runs spread among them (1 warm-up each)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.image import InfoParams
+
+    task = {"task_name": "image.info", "url": url}
+    parameters = {"params": InfoParams(url=url).model_dump(mode="json"), "account": "local"}
+    ours, theirs = [], []
+    every = max(1, runs // max(1, stock_runs))
+    async with httpx.AsyncClient(base_url=service.api, timeout=60) as http, get_client() as client:
+        deployment = await wait_for_deployment(client, "image.info/stock", stock)
+        await our_run(http, service.account["secret"], task, timeout)
+        await stock_run(client, deployment.id, parameters, timeout)
+        for i in range(runs):
+            ours.append(await our_run(http, service.account["secret"], task, timeout))
+            if (i + 1) % every == 0 and len(theirs) < stock_runs:
+                theirs.append(await stock_run(client, deployment.id, parameters, timeout))
+        while len(theirs) < stock_runs:
+            theirs.append(await stock_run(client, deployment.id, parameters, timeout))
+        for run in ours + theirs:
+            await add_marks(client, run)
+    return ours, theirs
+
+
+async def add_marks(client, run: Run) -> None:
+    """Prefect's own timestamps for a run: created, each state, the result artifact."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flow_run = await client.read_flow_run(run.run_id)
+    run.marks["created"] = flow_run.created.timestamp()
+    for state in sorted(await client.read_flow_run_states(run.run_id), key=lambda s: s.timestamp):
+        run.marks.setdefault(state.type.value.lower(), state.timestamp.timestamp())
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.run_id]))
+    )
+    results = [a.created.timestamp() for a in artifacts if a.type == "result"]
+    if results:
+        run.marks["result"] = min(results)
+
+
+def print_latency(ours: list[Run], theirs: list[Run], stock_poll: int) -> None:
+    print("\n1. Latency: image.info, create -> status success, polled every 20 ms (sequential tasks)")
+    print(f"   {'path':44s} {'runs':>4s} {'p50':>7s} {'p95':>7s} {'min':>7s} {'max':>7s}  ok")
+    rows = [("ours: POST /v2/create + GET /v2/status", ours),
+            (f"stock: prefect.serve (poll {stock_poll} s, process/run)", theirs)]
+    for label, runs in rows:
+        values = [r.latency for r in runs]
+        ok = sum(r.status == "success" for r in runs)
+        print(f"   {label:44s} {len(runs):4d} {statistics.median(values):6.3f}s {p95(values):6.3f}s"
+              f" {min(values):6.3f}s {max(values):6.3f}s  {ok}/{len(runs)}")
+        for status in sorted({r.status for r in runs} - {"success"}):
+            print(f"     not successful: {status[:200]}")
+    ours_p50 = statistics.median(r.latency for r in ours)
+    ratio = ours_p50 / statistics.median(r.latency for r in theirs)
+    print(f"   targets: p50 <= 0.30 s ({'met' if ours_p50 <= 0.30 else 'NOT met'}),"
+          f" p95 <= 0.60 s ({'met' if p95([r.latency for r in ours]) <= 0.60 else 'NOT met'}),"
+          f" ours/stock p50 = {ratio:.3f} <= 0.15 ({'met' if ratio <= 0.15 else 'NOT met'})")
+    if stock_poll != 10:
+        print(f"   (stock runner polls every {stock_poll} s; Prefect's default, 10 s, adds ~{(10 - stock_poll) / 2:.1f} s"
+              " of waiting on average)")
+
+
+# --- 4. where the time goes ------------------------------------------------------------------
+
+
+def in_process_steps(url: str, repeats: int = 20) -> dict[str, float]:
+    """Median cost, in this process, of the API's validation, the flow's fetch and probe, and
+    the whole run through Prefect's engine as the warm worker runs it (wall and CPU time)."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+    from prefect.states import Pending
+
+    from api.tasks import TaskService, check_definitions, with_version_defaults
+    from flows.registry import TASKS
+    from flows.steps.fetch import fetch
+    from flows.steps.probe import probe_image, to_image_info
+
+    definition = {"task_name": "image.info", "url": url}
+    spec = TASKS["image.info"]
+    times: dict[str, list[float]] = defaultdict(list)
+
+    async def once(work: Path) -> None:
+        t0 = time.perf_counter()
+        [checked] = check_definitions(definition)
+        spec.params.model_validate(with_version_defaults(checked, "v2")).model_dump(mode="json")
+        t1 = time.perf_counter()
+        source = await fetch(url, work)
+        t2 = time.perf_counter()
+        to_image_info(await asyncio.to_thread(probe_image, source))
+        t3 = time.perf_counter()
+        times["validation"].append(t1 - t0)
+        times["fetch"].append(t2 - t1)
+        times["probe"].append(t3 - t2)
+
+    async def engine(service: TaskService) -> None:
+        run = await service.create_one(definition, "local", state=Pending())
+        wall, cpu = time.perf_counter(), time.process_time()
+        state = await run_flow(spec.flow, flow_run=run, return_type="state")
+        times["engine"].append(time.perf_counter() - wall)
+        times["engine_cpu"].append(time.process_time() - cpu)
+        assert state.is_completed(), state
+
+    async def all_runs() -> None:
+        async with get_client() as client:
+            for i in range(repeats + 1):
+                with tempfile.TemporaryDirectory() as work:
+                    await once(Path(work))
+                await engine(TaskService(client))
+                if i == 0:
+                    times.clear()
+
+    asyncio.run(all_runs())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+PHASES = [
+    ("client sends create -> run created in Prefect", "start", "created"),
+    ("run created -> Pending (pickup: poll + claim)", "created", "pending"),
+    ("Pending -> Running (start: engine | subprocess)", "pending", "running"),
+    ("Running -> result artifact (fetch, probe, record)", "running", "result"),
+    ("result artifact -> Completed (state report)", "result", "completed"),
+    ("Running -> Completed", "running", "completed"),
+    ("Completed -> client sees it (20 ms poll)", "completed", "seen_final"),
+]
+
+
+def mark(run: Run, name: str) -> float | None:
+    if name == "start":
+        return run.start
+    if name == "seen_final":
+        return run.seen_final
+    return run.marks.get(name)
+
+
+def phase(runs: list[Run], a: str, b: str) -> float | None:
+    values = [mark(r, b) - mark(r, a) for r in runs if mark(r, a) is not None and mark(r, b) is not None]
+    return median_or_none(values)
+
+
+def print_phases(ours: list[Run], theirs: list[Run], steps: dict[str, float], trace: Path) -> None:
+    print(f"\n4. Where the time goes (latency case; medians in ms over {len(ours)} | {len(theirs)} runs)")
+    print(f"   {'phase':52s} {'ours':>6s} {'stock':>6s}")
+    print(f"   {'create call (client-timed)':52s} {ms(median_or_none([r.created - r.start for r in ours]))}"
+          f" {ms(median_or_none([r.created - r.start for r in theirs]))}")
+    calls = read_trace(trace, ours[0].start, ours[-1].seen_final)
+    for label, predicate in (
+        ("  of which Prefect create_flow_run (server time)", lambda c: c.name.endswith("/create_flow_run")),
+        ("  of which status read-back (2 filter calls, server)", lambda c: c.name.endswith("/filter")),
+    ):
+        values = []
+        for run in ours:
+            inside = [c.duration for c in calls if run.start <= c.start <= run.created and predicate(c)]
+            if inside:
+                values.append(sum(inside))
+        print(f"   {label:52s} {ms(median_or_none(values))}")
+    print(f"   {'  of which validation (in-process, parameters model)':52s} {steps['validation'] * 1000:6.2f}")
+    for label, a, b in PHASES:
+        print(f"   {label:52s} {ms(phase(ours, a, b))} {ms(phase(theirs, a, b))}")
+    print(f"   {'  fetch 100 KB from the local server (in-process)':52s} {ms(steps['fetch'])}")
+    print(f"   {'  probe_image + to_image_info (in-process)':52s} {ms(steps['probe'])}")
+    print(f"   {'whole run_flow in-process, warm (Pending -> Completed)':52s} {ms(steps['engine'])}"
+          f"   (CPU {steps['engine_cpu'] * 1000:.0f} ms; the task's own work: fetch + probe above)")
+    print(f"   {'total (client-timed)':52s} {ms(median_or_none([r.latency for r in ours]))}"
+          f" {ms(median_or_none([r.latency for r in theirs]))}")
+
+
+def print_calls(census: list[Run], owners: dict[int, str], trace: Path, label: str) -> None:
+    """Prefect API calls per run, by process and endpoint, and the timeline of the median run."""
+    per_run: list[Counter] = []
+    durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+    timelines = []
+    for run in census:
+        calls = read_trace(trace, run.start, run.seen_final)
+        counts = Counter()
+        for call in calls:
+            who = owners.get(call.port, "other")
+            counts[(who, call.name)] += 1
+            durations[(who, call.name)].append(call.duration)
+        per_run.append(counts)
+        timelines.append((run.latency, run, calls))
+    keys = sorted({k for c in per_run for k in c}, key=lambda k: (k[0], -sum(c[k] for c in per_run)))
+    total = statistics.median(sum(c.values()) for c in per_run)
+    print(f"   {label}: Prefect API calls per run (median of {len(census)} runs: {total:.0f} calls;"
+          " process, endpoint, calls per run, median server ms):")
+    for who, name in keys:
+        count = statistics.median(c[(who, name)] for c in per_run)
+        if count:
+            print(f"     {who:7s} {name:58s} {count:4.1f}  {statistics.median(durations[(who, name)]) * 1000:6.1f}")
+    _, run, calls = sorted(timelines, key=lambda t: t[0])[len(timelines) // 2]
+    print(f"   {label}: timeline of the median run ({run.latency * 1000:.0f} ms; ms from the create call,"
+          " process, call, server ms; status polls folded):")
+    events = [(c.start, f"{owners.get(c.port, 'other'):7s} {c.name} ({c.status})", c.duration) for c in calls]
+    events += [(v, f"        -- Prefect records {k}", None) for k, v in run.marks.items()]
+    events += [(run.created, "        -- create call answered", None), (run.seen_final, "        -- client sees the final status", None)]
+    folded = 0
+    for t, text, duration in sorted(events, key=lambda e: e[0]):
+        if t > run.created and text.startswith(("api", "bench")) and STATUS_POLL.search(text):
+            folded += 1
+            continue
+        print(f"     {(t - run.start) * 1000:7.1f}  {text}{'' if duration is None else f'  {duration * 1000:.1f}'}")
+    print(f"     ({folded} status-poll calls folded)")
+
+
+# --- 2. throughput ---------------------------------------------------------------------------
+
+
+async def runs_created_since(client, start: float, tag: str) -> list:
+    """Flow runs tagged ``tag`` whose expected start is after ``start`` (all pages)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterExpectedStartTime, FlowRunFilterTags
+
+    after = datetime.fromtimestamp(start, timezone.utc)
+    runs, page = [], None
+    while page is None or len(page) == 200:
+        page = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]),
+                                          expected_start_time=FlowRunFilterExpectedStartTime(after_=after)),
+            limit=200, offset=len(runs))
+        runs += page
+    return runs
+
+
+async def throughput(service: LocalService, base: str, names: list[str], timeout: float) -> dict:
+    """One create call with every task, then status polls (1 s) of the unfinished ones until
+    all have ended. When the create call fails, the runs it made anyway are followed instead."""
+    from prefect.client.orchestration import get_client
+
+    from api.keys import key_for
+
+    secret = service.account["secret"]
+    tasks = [{"task_name": "image.thumb", "url": f"{base}/{name}", "width": 320} for name in names]
+    result: dict = {"final": {}, "create_error": None}
+    async with httpx.AsyncClient(base_url=service.api, timeout=timeout) as http, get_client() as client:
+        start = time.time()
+        answer = await http.post("/v2/create", json={"secret": secret, "tasks": tasks})
+        result["create_seconds"] = time.time() - start
+        if answer.status_code == 200:
+            keys = [status["key"] for status in answer.json()]
+            result["keys"] = len(set(keys))
+        else:
+            result["create_error"] = f"{answer.status_code} {answer.text[:300]}"
+            keys = [key_for(run.id) for run in await runs_created_since(client, start, "image.thumb")]
+            result["keys"] = 0
+        result["runs"] = len(set(keys))
+        pending = list(dict.fromkeys(keys))
+        while pending and time.time() - start < timeout:
+            await asyncio.sleep(1.0)
+            statuses = []
+            for i in range(0, len(pending), STATUS_BATCH):
+                answer = await http.post("/v2/status", json={"secret": secret, "tasks": pending[i:i + STATUS_BATCH]})
+                answer.raise_for_status()
+                statuses += answer.json()
+            now = time.time()
+            for status in statuses:
+                if status["status"] in FINAL:
+                    result["final"][status["key"]] = (status["status"], now, status.get("error"))
+            pending = [key for key in pending if key not in result["final"]]
+        result["start"], result["pending"] = start, pending
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        from api.keys import run_id_for
+
+        ids = [run_id_for(k) for k in keys]  # Prefect's own end times (not rounded to the poll)
+        runs = []
+        for i in range(0, len(ids), 200):
+            runs += await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[i:i + 200])))
+        result["created"] = sorted(r.created.timestamp() for r in runs)
+        result["ended"] = sorted(r.end_time.timestamp() for r in runs if r.end_time)
+    return result
+
+
+def print_throughput(result: dict, count: int, cpu: str, calls: list[Call]) -> None:
+    final = result["final"]
+    outcomes = Counter(status for status, _, _ in final.values())
+    start = result["start"]
+    last_seen = max((t for _, t, _ in final.values()), default=start)
+    ended = result["ended"]
+    print(f"\n2. Throughput: {count} image.thumb tasks (1-2 MP JPEG inputs, 320 px wide) in one create call")
+    if result["create_error"]:
+        print(f"   create call FAILED after {result['create_seconds']:.1f} s: {result['create_error']}")
+        print(f"   it had created {result['runs']} runs anyway (the client got no key for them); following those:")
+    else:
+        print(f"   create call: {result['create_seconds']:.1f} s for {result['keys']} distinct keys"
+              f" ({result['keys'] / result['create_seconds']:.1f} runs created/s)")
+    if ended:
+        span = ended[-1] - start
+        middle = ended[len(ended) // 10: max(len(ended) // 10 + 1, len(ended) * 9 // 10)]
+        steady = (len(middle) - 1) / (middle[-1] - middle[0]) if len(middle) > 1 and middle[-1] > middle[0] else float("nan")
+        print(f"   all ended after {span:.1f} s (Prefect end times; client saw it after {last_seen - start:.1f} s,"
+              f" 1 s polls): {len(ended) / span:.2f} tasks/s; steady rate (10th-90th percentile ends)"
+              f" {steady:.2f} tasks/s")
+        print(f"   first task ended {ended[0] - start:.1f} s after the create call began")
+    print(f"   outcomes: success {outcomes.get('success', 0)}, error {outcomes.get('error', 0)},"
+          f" unfinished at timeout {len(result['pending'])}, lost (keys missing) {count - result['keys']}")
+    errors = Counter(str(err)[:120] for status, _, err in final.values() if status == "error")
+    for message, n in errors.most_common(3):
+        print(f"     error x{n}: {message}")
+    by_name = Counter(c.name for c in calls)
+    retried = sum(1 for c in calls if c.status == 503)
+    print(f"   Prefect API calls during the phase: {len(calls)} ({len(calls) / max(1, result['runs']):.1f} per task),"
+          f" of which 503 (database busy, retried): {retried}; top endpoints:")
+    for name, n in by_name.most_common(8):
+        spent = sum(c.duration for c in calls if c.name == name)
+        print(f"     {name:58s} {n:6d}  {spent:6.1f} s server time")
+    print(f"   {cpu}")
+
+
+# --- 3. ceiling ------------------------------------------------------------------------------
+
+
+async def ceiling(runs: int, concurrency: int, deployment_id) -> tuple[float, int]:
+    """Runs/s when ``concurrency`` clients each create runs and push them to Completed."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+    from prefect.states import Completed, Pending, Running
+
+    parameters = {"params": {"name": "ceiling", "delay": 0, "url_callback": None, "url_errback": None,
+                             "task_store": None}, "account": "local"}
+    rejected = 0
+
+    async def client_loop(n: int) -> None:
+        nonlocal rejected
+        async with get_client() as client:
+            for _ in range(n):
+                run = await client.create_flow_run_from_deployment(
+                    deployment_id, parameters=parameters, tags=["hello", "account:local"])
+                for state in (Pending(), Running(), Completed()):
+                    answer = await client.set_flow_run_state(run.id, state)
+                    if answer.state is None or answer.state.type != state.type:
+                        rejected += 1
+
+    share = [runs // concurrency + (1 if i < runs % concurrency else 0) for i in range(concurrency)]
+    start = time.perf_counter()
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 1000}):  # count 503s, never give up
+        await asyncio.gather(*(client_loop(n) for n in share))
+    return runs / (time.perf_counter() - start), rejected
+
+
+async def ceiling_deployment():
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from deployments.register import WORKER_TYPE
+
+    async with get_client() as client:
+        await client.create_work_pool(WorkPoolCreate(name=CEILING_POOL, type=WORKER_TYPE))
+        flow_id = await client.create_flow_from_name("hello")
+        return await client.create_deployment(
+            flow_id=flow_id, name="ceiling", work_pool_name=CEILING_POOL, entrypoint="flows.hello:hello",
+            enforce_parameter_schema=False,
+        )
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite.")
+    parser.add_argument("--runs", type=int, default=60, help="Timed latency runs (ours).")
+    parser.add_argument("--stock-runs", type=int, default=10, help="Timed latency runs of the stock path.")
+    parser.add_argument("--stock-poll", type=int, default=1, help="Stock runner poll interval, s (Prefect: 10).")
+    parser.add_argument("--census-runs", type=int, default=5, help="Extra runs each for counting API calls.")
+    parser.add_argument("--tasks", type=int, default=500, help="image.thumb tasks in the throughput case.")
+    parser.add_argument("--throughput-timeout", type=float, default=900)
+    parser.add_argument("--ceiling-runs", type=int, default=200, help="Runs per concurrency level.")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "ceiling"])
+    parser.add_argument("--keep-logs", type=Path, help="Copy the request trace and the processes' logs here.")
+    parser.add_argument("--serve-prefect", nargs=2, metavar=("PORT", "TRACE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_prefect:
+        return serve_recorded_prefect(int(args.serve_prefect[0]), Path(args.serve_prefect[1]))
+
+    os.environ["DRAGONFLOW_FETCH_ALLOW"] = "127.0.0.1"  # this process fetches and runs flows too (part 4)
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {machine()}; load average at start {load()}")
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestration-")))
+        database_url, roles = None, {}
+        if args.postgres:
+            database_url, roles["postgres"] = stack.enter_context(postgres_cluster())
+        trace = tmp / "trace.tsv"
+        if args.keep_logs:  # runs last, once every process has stopped
+            stack.callback(keep_logs, args.keep_logs, [trace, tmp / "prefect-server.log", tmp / "home" / "up.log",
+                                                       tmp / "home" / "stock.log"])
+        prefect_url, server = stack.enter_context(prefect_server(tmp, trace, database_url))
+        roles["prefect"] = server.pid
+        print(f"database: {'PostgreSQL (Debian, default settings)' if args.postgres else 'SQLite (Prefect default)'};"
+              f" Prefect server with a request recorder; service: dragonflow up (warm worker, API)")
+        files = tmp / "files"
+        files.mkdir()
+        small = jpeg_near(files / "small.jpg", 100_000)
+        names = thumb_inputs(files, args.tasks)
+        base = stack.enter_context(serve_directory(files))
+        service = stack.enter_context(LocalService(tmp / "home", PREFECT_API_URL=prefect_url))
+        os.environ["DRAGONFLOW_HOME"] = str(tmp / "bench-home")  # scratch dirs of the in-process runs
+        roles.update(service_roles(service))
+        stack.enter_context(temporary_settings({PREFECT_API_URL: prefect_url, PREFECT_CLIENT_MAX_RETRIES: 20}))
+        print(f"inputs: image.info on a {small.stat().st_size / 1000:.0f} KB {'x'.join(map(str, Image.open(small).size))} JPEG;"
+              f" thumbs from 20 JPEGs of 1.0-2.0 MP")
+
+        if "latency" not in args.skip:
+            runner = stack.enter_context(stock_runner(service, args.stock_poll))
+            ours, theirs = asyncio.run(latency(service, f"{base}/small.jpg", args.runs, args.stock_runs, runner))
+            print_latency(ours, theirs, args.stock_poll)
+            steps = in_process_steps(f"{base}/small.jpg")
+            print_phases(ours, theirs, steps, trace)
+            with PortOwners(int(prefect_url.split(":")[-1].split("/")[0]),
+                            {"api": roles["api"], "worker": roles["worker"], "bench": os.getpid(),
+                             "stock": runner.pid}, trees=("stock",)) as owners:
+                census_ours, census_stock = asyncio.run(
+                    latency(service, f"{base}/small.jpg", args.census_runs, args.census_runs, runner))
+            print_calls(census_ours, owners.owners, trace, "ours")
+            print_calls(census_stock, owners.owners, trace, "stock")
+            stop_process(runner, signal.SIGINT)
+
+        if "throughput" not in args.skip:
+            meter = CpuMeter(roles)
+            meter.start()
+            result = asyncio.run(throughput(service, base, names, args.throughput_timeout))
+            cpu = meter.read()
+            print_throughput(result, args.tasks, cpu, read_trace(trace, result["start"], time.time()))
+
+        if "ceiling" not in args.skip:
+            deployment_id = asyncio.run(ceiling_deployment())
+            print("\n3. Ceiling: flow runs the Prefect server alone records per second (create from a deployment,"
+                  " then Pending, Running, Completed; Prefect's client, this process)")
+            for concurrency in (1, 4, 8):
+                meter = CpuMeter(roles)
+                meter.start()
+                start = time.time()
+                rate, rejected = asyncio.run(ceiling(args.ceiling_runs, concurrency, deployment_id))
+                calls = read_trace(trace, start, time.time())
+                busy = sum(1 for c in calls if c.status == 503)
+                print(f"   {concurrency} client(s): {rate:6.1f} runs/s ({args.ceiling_runs} runs, {len(calls)} calls,"
+                      f" {busy} answered 503 and retried; {rejected} transitions not accepted)")
+                print(f"     {meter.read()}")
+        print(f"\nload average at end {load()}")
+
+
+def keep_logs(directory: Path, paths: list[Path]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        if path.exists():
+            shutil.copy(path, directory / path.name)
+
+
+if __name__ == "__main__":
+    main()
