@@ -98,13 +98,16 @@ async def delete_files(request: Request, path: str = "") -> dict[str, Any]:
             for f in await _account_files(store, account.name, path)
             if (start is None or f.modified >= start) and (end is None or f.modified <= end)
         ]
-    if not as_bool(body.get("dry_run")):
+    dry_run = as_bool(body.get("dry_run"))
+    if not dry_run:
         for stored in chosen:
             await asyncio.to_thread(store.remove, stored.path)
+    freed = sum(f.size for f in chosen)
+    usage = await _usage(store, account.name)
     return {
         "deleted": [posixpath.relpath(f.path, account.name) for f in chosen],
-        "freed": sum(f.size for f in chosen),
-        "usage": await _usage(store, account.name) - (sum(f.size for f in chosen) if as_bool(body.get("dry_run")) else 0),
+        "freed": freed,
+        "usage": usage - freed if dry_run else usage,  # a dry run reports the usage it would leave
     }
 
 

@@ -109,6 +109,7 @@ class TaskService:
         self.watcher = watcher
         self._deployments: dict[str, UUID] = {}
         self._create_lock = asyncio.Lock()
+        self._errbacks: set[asyncio.Task] = set()
 
     async def deployment_id(self, task_name: str) -> UUID:
         if task_name not in self._deployments:
@@ -156,7 +157,9 @@ class TaskService:
         if isinstance(raw.get("url_errback"), str):
             found = await read_runs(self.client, [run.id])
             status = build_status(*found[run.id], version=version)
-            asyncio.create_task(post_status(raw["url_errback"], status))
+            task = asyncio.create_task(post_status(raw["url_errback"], status))
+            self._errbacks.add(task)  # keep a reference until it is sent
+            task.add_done_callback(self._errbacks.discard)
         return run
 
     async def check_limits(self, account: AccountBlock, count: int) -> None:

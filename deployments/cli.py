@@ -53,7 +53,7 @@ def up(
     """Start everything on 127.0.0.1: Prefect server (unless PREFECT_API_URL is set),
     blocks and deployments, a warm worker and the API. Ctrl-C stops it all."""
     settings = get_settings()
-    if "DRAGONFLOW_PUBLIC_URL" not in settings.model_fields_set and settings.public_url.endswith(":8000"):
+    if "public_url" not in settings.model_fields_set:  # not set by DRAGONFLOW_PUBLIC_URL
         settings.public_url = f"http://127.0.0.1:{port}"
     settings.home.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen] = []
