@@ -14,6 +14,7 @@ from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.filesystems import LocalFileSystem
 
 from blocks.account import AccountBlock
 from blocks.storage import STORE_NAMES, StorageBlock
@@ -26,6 +27,10 @@ CRASH_AUTOMATION = "dragonflow: crash runs whose worker died"
 HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY for workers (Prefect's minimum)
 CRASH_AFTER = timedelta(seconds=10 * HEARTBEAT_SECONDS)  # generous: heartbeats can queue under load
 STORE_EXPIRY_DAYS = {"persistent": 0, "volatile": 7}
+# Prefect's default result storage for the worker's runs. Task flows persist no results,
+# but without a configured block the engine asks the server for its default twice a run.
+RESULTS_BLOCK_NAME = "dragonflow-results"
+RESULTS_BLOCK = f"local-file-system/{RESULTS_BLOCK_NAME}"
 
 
 async def register_blocks(settings: Settings) -> None:
@@ -41,6 +46,10 @@ async def register_blocks(settings: Settings) -> None:
                 public_url=f"{settings.public_url.rstrip('/')}/storage/{name}",
                 expire_days=STORE_EXPIRY_DAYS[name],
             ).asave(name)
+    try:
+        await LocalFileSystem.aload(RESULTS_BLOCK_NAME)
+    except ValueError:
+        await LocalFileSystem(basepath=str(settings.home / "results")).asave(RESULTS_BLOCK_NAME)
 
 
 async def ensure_work_pool(client: PrefectClient, settings: Settings) -> None:

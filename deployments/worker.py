@@ -11,7 +11,10 @@ start-up. Two things keep a small task fast:
   pickup has no polling delay and an idle worker does not hammer the database;
 - claiming: a claimed run goes Scheduled -> Pending -> (engine) Running -> Completed, with
   none of the stock worker's extra calls for infrastructure it does not have (job
-  template, labels, Submitting state, process id).
+  template, labels, Submitting state, process id);
+- sharing: one Prefect client and one suspension observer serve every run's engine, and
+  Prefect's default result storage is our registered block, so the engine makes no
+  per-run connection set-up or server look-ups.
 """
 
 from __future__ import annotations
@@ -31,11 +34,17 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.context import AsyncClientContext
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+from prefect.filesystems import LocalFileSystem
 from prefect.flow_engine import run_flow
-from prefect.settings import PREFECT_WORKER_QUERY_SECONDS, temporary_settings
+from prefect.settings import (
+    PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK,
+    PREFECT_WORKER_QUERY_SECONDS,
+    temporary_settings,
+)
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
-from deployments.register import WORKER_TYPE
+from deployments.register import RESULTS_BLOCK, RESULTS_BLOCK_NAME, WORKER_TYPE
+from deployments.suspension import shared_suspension_observer
 from flows.settings import get_settings
 
 logger = logging.getLogger("dragonflow.worker")
@@ -145,21 +154,36 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
                 logger.warning("pickup failed: %s", exc)
 
 
+async def result_storage_settings() -> dict[Any, str]:
+    """Our results block as Prefect's default result storage, when registered: otherwise
+    the engine asks the server for its default (two blocking calls) in every run."""
+    try:
+        await LocalFileSystem.aload(RESULTS_BLOCK_NAME)
+    except ValueError:
+        logger.warning("block %s is not registered (run `dragonflow up` once): runs ask"
+                       " the server for its default result storage", RESULTS_BLOCK)
+        return {}
+    return {PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: RESULTS_BLOCK}
+
+
 async def serve_worker(name: str | None = None) -> None:
     """Run a warm worker against the configured Prefect API until cancelled."""
     settings = get_settings()
-    with temporary_settings({PREFECT_WORKER_QUERY_SECONDS: settings.worker_poll_seconds}):
-        worker = WarmWorker(
-            work_pool_name=settings.work_pool,
-            name=name or f"warm-{socket.gethostname()}-{asyncio.get_running_loop().time():.0f}",
-            limit=settings.worker_limit,
-            prefetch_seconds=1,
-            heartbeat_interval_seconds=10,
-        )
-        # One Prefect client for every run's engine (no CA bundle, CSRF and version check per run).
-        async with AsyncClientContext.get_or_create(), anyio.create_task_group() as group:
-            group.start_soon(asyncio.to_thread, warm_up)
-            group.start_soon(worker.listen_for_scheduled_runs)
-            group.start_soon(worker.pick_up_when_woken)
-            await worker.start(printer=lambda *args: print(*args, file=sys.stderr))
-            group.cancel_scope.cancel()
+    # One Prefect client for every run's engine (no CA bundle, CSRF and version check per
+    # run) and one suspension observer for every run (see deployments/suspension.py).
+    async with AsyncClientContext.get_or_create(), shared_suspension_observer():
+        overrides = {PREFECT_WORKER_QUERY_SECONDS: settings.worker_poll_seconds, **await result_storage_settings()}
+        with temporary_settings(overrides):
+            worker = WarmWorker(
+                work_pool_name=settings.work_pool,
+                name=name or f"warm-{socket.gethostname()}-{asyncio.get_running_loop().time():.0f}",
+                limit=settings.worker_limit,
+                prefetch_seconds=1,
+                heartbeat_interval_seconds=10,
+            )
+            async with anyio.create_task_group() as group:
+                group.start_soon(asyncio.to_thread, warm_up)
+                group.start_soon(worker.listen_for_scheduled_runs)
+                group.start_soon(worker.pick_up_when_woken)
+                await worker.start(printer=lambda *args: print(*args, file=sys.stderr))
+                group.cancel_scope.cancel()

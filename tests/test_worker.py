@@ -1,0 +1,46 @@
+"""The warm worker's shared pieces, against the session's real Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+from prefect import flow_engine
+from prefect._flow_run_suspension import FlowRunSuspensionRequest, register_flow_run_suspension_request
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Pending, Running, Scheduled, Suspended
+
+from deployments.suspension import shared_suspension_observer
+
+
+async def test_one_observer_sees_a_suspension_from_the_ui(service):
+    """A run suspended through the API (as the UI's Suspend does) is flagged to its engine
+    by the worker's one shared observer; leaving it restores Prefect's own observer."""
+    stock = flow_engine.observe_flow_run_suspension
+    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name("hello/hello")
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, parameters={"params": {"name": "x"}}, state=Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(days=1)),  # not for the worker
+            )
+            try:
+                await client.set_flow_run_state(run.id, Pending(), force=True)
+                await client.set_flow_run_state(run.id, Running(), force=True)
+                request = FlowRunSuspensionRequest()
+                async with shared_suspension_observer():
+                    assert flow_engine.observe_flow_run_suspension is not stock
+                    with register_flow_run_suspension_request(run.id, request), \
+                            flow_engine.observe_flow_run_suspension(run.id, request):
+                        assert not request.is_requested()
+                        result = await client.set_flow_run_state(run.id, Suspended(timeout_seconds=600))
+                        assert result.status.value == "ACCEPT", result
+                        for _ in range(200):
+                            if request.is_requested():
+                                break
+                            await asyncio.sleep(0.05)
+                        assert request.is_requested(), "the shared observer never flagged the suspension"
+                        assert request.get_state().name == "Suspended"
+                assert flow_engine.observe_flow_run_suspension is stock
+            finally:
+                await client.delete_flow_run(run.id)
