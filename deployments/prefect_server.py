@@ -1,10 +1,12 @@
 """The embedded Prefect server: Prefect's own server app, run by uvicorn, with one
 addition for SQLite.
 
-SQLite lets one writer in at a time; Prefect's server answers a write that lost the
-race with a retryable 503, and Prefect's client then waits 2, 4, 8 s. The answers get a
-short ``Retry-After`` so the client tries again after ``RETRY_AFTER`` seconds instead,
-which keeps a busy SQLite server at sub-second latency.
+SQLite lets one writer in at a time. Prefect's server rolls back a write that lost the
+race and answers it with a retryable 503, which Prefect's client would retry after a
+round trip and a wait. ``ReplayOn503`` retries such requests inside the server instead,
+a few milliseconds later and one at a time, so clients normally never see these 503s;
+only a request still losing after ``BUDGET`` seconds gets its 503, with a short
+``Retry-After`` so that the client comes back soon.
 
 Run: ``python -m deployments.prefect_server --host 127.0.0.1 --port 4200``.
 """
@@ -12,38 +14,135 @@ Run: ``python -m deployments.prefect_server --host 127.0.0.1 --port 4200``.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import random
+import time
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 RETRY_AFTER = b"0.1"
+# Prefect's answer to a retryable database error (``custom_internal_exception_handler``).
+RETRYABLE_BODY = b'{"exception_message":"Service Unavailable"}'
+MAX_REPLAY_BODY = 1 << 20
+FIRST_DELAY, MAX_DELAY = 0.005, 0.1
+# Waiting for its turn counts: a SQLite write takes 25-100 ms here, so 40 colliding
+# writes need ~4 s one after the other.
+BUDGET = 10.0
 
 
-class RetryAfterOn503:
-    """ASGI middleware: add ``Retry-After`` to 503 answers that lack one."""
+class ReplayOn503:
+    """ASGI middleware: replay requests that Prefect answered with its retryable database
+    error 503.
+
+    That answer means the request's transaction was rolled back, so calling the app again
+    with the same request is what Prefect's client does anyway, minus a round trip and its
+    wait. Replays take turns (a lane): concurrent replays would mostly make each other lose
+    again, while one at a time they run at SQLite's serial pace. The request body is
+    buffered to be replayed (bodies over ``MAX_REPLAY_BODY`` are not replayed); only a
+    503's start and small body are held back, every other answer streams untouched.
+    """
 
     def __init__(self, app: ASGIApp):
         self.app = app
+        self._lane = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        request, replayable = await _read_request(receive)
+        deadline = time.monotonic() + (BUDGET if replayable else 0)
+        if not await self._attempt(scope, _replay(request, receive), send, deadline):
+            return
+        delay = FIRST_DELAY
+        async with self._lane:
+            while await self._attempt(scope, _replay(request, receive), send, deadline):
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(2 * delay, MAX_DELAY)
 
-        async def send_with_retry_after(message: Message) -> None:
+    async def _attempt(self, scope: Scope, receive: Receive, send: Send, deadline: float) -> bool:
+        """Call the app once; True when its answer was a retryable 503 that was dropped."""
+        held: list[Message] = []
+        dropped = False
+
+        async def hold_503(message: Message) -> None:
+            nonlocal dropped
             if message["type"] == "http.response.start" and message["status"] == 503:
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == b"retry-after" for name, _ in headers):
-                    message = {**message, "headers": [*headers, (b"retry-after", RETRY_AFTER)]}
+                message = _with_retry_after(message)
+                if time.monotonic() < deadline:
+                    held.append(message)  # until its body tells whether it is Prefect's
+                    return
+            elif held:
+                held.append(message)
+                body, more = b"".join(m.get("body", b"") for m in held[1:]), message.get("more_body", False)
+                if body == RETRYABLE_BODY and not more:
+                    dropped = True
+                    return
+                if more and RETRYABLE_BODY.startswith(body):
+                    return
+                *earlier, message = held
+                held.clear()
+                for early in earlier:
+                    await send(early)
             await send(message)
 
-        await self.app(scope, receive, send_with_retry_after)
+        try:
+            await self.app(_fresh(scope), receive, hold_503)
+        except Exception:
+            # Starlette re-raises the database error after sending the 503 (for the server's log).
+            if not dropped:
+                raise
+        return dropped
+
+
+def _fresh(scope: Scope) -> Scope:
+    """A copy of ``scope`` for one attempt: routing writes into it (``root_path`` under a
+    mount, ``endpoint``...) and ``request.state`` into its ``state``."""
+    fresh = dict(scope)
+    if "state" in scope:
+        fresh["state"] = dict(scope["state"])
+    return fresh
+
+
+async def _read_request(receive: Receive) -> tuple[list[Message], bool]:
+    """The request's messages up to the end of its body, or as far as ``MAX_REPLAY_BODY``
+    (then the rest is left to read); True when the whole body was read within the cap."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, False
+        size += len(message.get("body", b""))
+        if size > MAX_REPLAY_BODY:
+            return messages, False
+        if not message.get("more_body", False):
+            return messages, True
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` giving ``messages`` again, then whatever the client sends next."""
+    pending = iter(messages)
+
+    async def replay() -> Message:
+        return next(pending, None) or await receive()
+
+    return replay
+
+
+def _with_retry_after(start: Message) -> Message:
+    headers = list(start.get("headers", []))
+    if any(name.lower() == b"retry-after" for name, _ in headers):
+        return start
+    return {**start, "headers": [*headers, (b"retry-after", RETRY_AFTER)]}
 
 
 def create_app() -> ASGIApp:
-    """Prefect's server (API, UI and services) behind the Retry-After middleware."""
+    """Prefect's server (API, UI and services) behind the replaying middleware."""
     from prefect.server.api.server import create_app as prefect_create_app
 
-    return RetryAfterOn503(prefect_create_app(final=True))
+    return ReplayOn503(prefect_create_app(final=True))
 
 
 def main() -> None:

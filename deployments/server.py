@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -24,12 +25,14 @@ def is_healthy(api_url: str) -> bool:
         return False
 
 
-def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None) -> None:
-    """Poll ``check()`` until true; fail if ``process`` exits or time runs out."""
+def wait_until(check, what: str, timeout: float, *processes: subprocess.Popen) -> None:
+    """Poll ``check()`` until true; fail if one of ``processes`` exits or time runs out."""
     deadline = time.monotonic() + timeout
     while not check():
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode} while starting")
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what}: {shlex.join(map(str, process.args))} exited with code"
+                                   f" {process.returncode} while starting")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready after {timeout:.0f} s")
         time.sleep(0.2)
@@ -41,7 +44,8 @@ def prefect_env(settings: Settings, api_url: str) -> dict[str, str]:
     env.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     env["PREFECT_API_URL"] = api_url
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    # SQLite answers concurrent writes with quick retryable 503s (see prefect_server.py)
+    # A 503 that outlasts the embedded server's own retries (prefect_server.py) is retried
+    # by the client too, rather than failing a run's state change.
     env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "60")
     env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")

@@ -1,0 +1,154 @@
+"""The embedded Prefect server replays requests that lost a SQLite write race."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from datetime import datetime, timedelta, timezone
+from typing import AsyncIterator
+
+import httpx
+import sqlalchemy.exc
+from prefect.client.orchestration import get_client
+from prefect.server.api.server import custom_internal_exception_handler
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from prefect.states import Scheduled
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from deployments import prefect_server
+from deployments.prefect_server import MAX_REPLAY_BODY, RETRY_AFTER, RETRYABLE_BODY, ReplayOn503
+
+CONCURRENT_WRITES = 40
+
+
+class Endpoint:
+    """A Prefect-like endpoint: its first ``failures`` calls hit a locked SQLite database
+    (answered by Prefect's own handler); it records every request body it read."""
+
+    def __init__(self, failures: int, answer: Response | None = None):
+        self.failures, self.answer = failures, answer
+        self.bodies: list[bytes] = []
+        self.sent: list[Message] = []  # what the middleware sent to the client
+
+    async def handle(self, request: Request) -> Response:
+        self.bodies.append(await request.body())
+        if len(self.bodies) <= self.failures:
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return self.answer or Response(self.bodies[-1], status_code=201)
+
+    def client(self) -> httpx.AsyncClient:
+        app = Starlette(
+            routes=[Route("/", self.handle, methods=["GET", "POST"])],
+            exception_handlers={Exception: custom_internal_exception_handler},
+        )
+        middleware = ReplayOn503(app)
+
+        async def recorded(scope: Scope, receive: Receive, send: Send) -> None:
+            async def record(message: Message) -> None:
+                self.sent.append(message)
+                await send(message)
+
+            await middleware(scope, receive, record)
+
+        transport = httpx.ASGITransport(recorded, raise_app_exceptions=False)
+        return httpx.AsyncClient(transport=transport, base_url="http://prefect")
+
+    def sent_bodies(self) -> list[bytes]:
+        return [m["body"] for m in self.sent if m["type"] == "http.response.body"]
+
+
+async def chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_lost_races_are_replayed_with_the_same_body():
+    endpoint = Endpoint(failures=2)
+    body = os.urandom(100_000)
+    async with endpoint.client() as client:
+        response = await client.post("/", content=chunks(body, 30_000))
+    assert response.status_code == 201
+    assert response.content == body
+    assert endpoint.bodies == [body, body, body]
+
+
+async def test_spent_budget_answers_503_with_retry_after(monkeypatch):
+    monkeypatch.setattr(prefect_server, "BUDGET", 0.3)
+    endpoint = Endpoint(failures=1_000)
+    async with endpoint.client() as client:
+        started = time.monotonic()
+        response = await client.post("/", content=b"payload")
+    assert time.monotonic() - started >= 0.3
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == RETRY_AFTER.decode()
+    assert response.content == RETRYABLE_BODY
+    assert len(endpoint.bodies) >= 3 and set(endpoint.bodies) == {b"payload"}
+
+
+async def test_large_bodies_and_other_503s_are_not_replayed():
+    endpoint = Endpoint(failures=1_000)
+    body = os.urandom(MAX_REPLAY_BODY + 1)
+    async with endpoint.client() as client:
+        response = await client.post("/", content=chunks(body, 256 * 1024))
+    assert (response.status_code, response.headers["retry-after"]) == (503, RETRY_AFTER.decode())
+    assert endpoint.bodies == [body]
+
+    maintenance = Endpoint(failures=0, answer=Response(b"maintenance", status_code=503))
+    async with maintenance.client() as client:
+        response = await client.get("/")
+    assert (response.status_code, response.content) == (503, b"maintenance")
+    assert response.headers["retry-after"] == RETRY_AFTER.decode()
+    assert len(maintenance.bodies) == 1
+
+
+async def test_streamed_answers_pass_through_untouched():
+    parts = [os.urandom(64 * 1024) for _ in range(32)]
+    delivered_before: list[int] = []
+
+    async def stream() -> AsyncIterator[bytes]:
+        for part in parts:
+            delivered_before.append(len(endpoint.sent_bodies()))
+            yield part
+
+    endpoint = Endpoint(failures=0, answer=StreamingResponse(stream(), media_type="application/octet-stream"))
+    async with endpoint.client() as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert response.content == b"".join(parts)
+    assert endpoint.sent_bodies() == [*parts, b""]
+    assert delivered_before == list(range(len(parts)))  # each part went out before the next was made
+    assert len(endpoint.bodies) == 1
+
+
+async def test_concurrent_writes_on_sqlite_all_succeed(service):
+    """Colliding writes all succeed although the client never retries a 503 itself."""
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name("hello/hello")
+            with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+                results = await asyncio.gather(
+                    *(
+                        client.create_flow_run_from_deployment(
+                            deployment.id,
+                            parameters={"params": {"name": f"race-{i}"}},
+                            state=Scheduled(scheduled_time=later),
+                        )
+                        for i in range(CONCURRENT_WRITES)
+                    ),
+                    return_exceptions=True,
+                )
+            created = [run for run in results if not isinstance(run, BaseException)]
+            try:
+                failures = [repr(error) for error in results if isinstance(error, BaseException)]
+                assert not failures, f"{len(failures)} of {CONCURRENT_WRITES} writes failed: {failures[:3]}"
+                assert len({run.id for run in created}) == CONCURRENT_WRITES
+                assert all(run.state.is_scheduled() for run in created)
+            finally:
+                await asyncio.gather(*(client.delete_flow_run(run.id) for run in created))
