@@ -68,7 +68,7 @@ def up(
         processes.append(subprocess.Popen([*command, "worker"], env=env))
         processes.append(subprocess.Popen([*command, "api", "--port", str(port)], env=env))
         health = f"http://127.0.0.1:{port}/healthz"
-        wait_until(lambda: _answers_200(health), "dragonflow API", 120, processes[-1])
+        wait_until(lambda: _answers_200(health), "dragonflow API", 120, *processes)
         typer.echo(
             json.dumps(
                 {
