@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from api.status import build_status, read_runs
 from flows.errors import FetchError
 from flows.settings import get_settings
-from flows.steps.fetch import check_url_allowed
+from flows.steps.fetch import check_url_allowed, tls_context
 
 logger = logging.getLogger("dragonflow.notify")
 
@@ -29,7 +29,7 @@ async def post_status(url: str, status: dict[str, Any]) -> bool:
         logger.warning("callback not sent: %s", exc)
         return False
     delay = settings.callback_backoff
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    async with httpx.AsyncClient(timeout=10.0, verify=tls_context()) as client:
         for attempt in range(1, settings.callback_attempts + 1):
             try:
                 response = await client.post(url, json=status)
