@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterExpectedStartTime,
@@ -36,7 +39,9 @@ from flows.params import parameter_errors
 from flows.registry import TASKS
 from flows.steps.notify import post_status
 
+logger = logging.getLogger("dragonflow.tasks")
 RESERVED = {"task_name", "secret", "api_key"}
+BULK_CREATE = 100  # Prefect's limit for one bulk create
 PATIENCE = 120.0
 T = TypeVar("T")
 IDEMPOTENCY_TAG = "idempotency:"
@@ -97,6 +102,17 @@ async def with_patience(call: Callable[[], Awaitable[T]], budget: float = PATIEN
         delay = min(delay * 2, 2.0)
 
 
+@dataclass
+class Planned:
+    """One task definition ready to create: its run, or why its parameters are invalid."""
+
+    task_name: str
+    raw: dict[str, Any]
+    tags: list[str]
+    parameters: dict[str, Any] | None = None
+    error: ValidationError | None = None
+
+
 def is_final(run: FlowRun) -> bool:
     return run.state is not None and run.state.is_final()
 
@@ -117,47 +133,89 @@ class TaskService:
             self._deployments[task_name] = deployment.id
         return self._deployments[task_name]
 
-    async def create_one(
-        self,
-        definition: dict[str, Any],
-        account: str,
-        *,
-        version: str = "v2",
-        state: State | None = None,
-        extra_tags: list[str] | None = None,
-    ) -> FlowRun:
-        """Queue one task (``state``: initial state, default Scheduled); parameter errors
-        give a run that is already ``error``."""
+    def plan(self, definition: dict[str, Any], account: str, version: str, tags: list[str]) -> Planned:
+        """What to create for one task definition (parameters validated here)."""
         spec = TASKS[definition["task_name"]]
         raw = with_version_defaults(definition, version)
-        tags = [spec.name, ACCOUNT_TAG + account, *(extra_tags or [])]
-        deployment_id = await self.deployment_id(spec.name)
+        tags = [spec.name, ACCOUNT_TAG + account, *tags]
         try:
             params = spec.params.model_validate(raw).model_dump(mode="json")
         except ValidationError as exc:
-            return await self._create_invalid(deployment_id, raw, account, tags, exc, version)
-        return await with_patience(
-            lambda: self.client.create_flow_run_from_deployment(
-                deployment_id, parameters={"params": params, "account": account}, tags=tags, state=state
-            )
-        )
+            return Planned(spec.name, raw, tags, error=exc)
+        return Planned(spec.name, raw, tags, {"params": params, "account": account})
 
-    async def _create_invalid(
-        self, deployment_id: UUID, raw: dict, account: str, tags: list[str], exc: ValidationError, version: str
-    ) -> FlowRun:
+    async def create_runs(self, plans: list[Planned], account: str, version: str) -> tuple[list[UUID], list[FlowRun]]:
+        """Run ids in ``plans`` order, and the runs Prefect answered with in full.
+
+        Tasks of one kind are created together (Prefect's bulk create, one transaction per
+        ``BULK_CREATE`` runs); a task with invalid parameters becomes a run that is already
+        ``error``."""
+        ids: list[UUID | None] = [None] * len(plans)
+        answered: list[FlowRun] = []
+        by_task: dict[str, list[int]] = {}
+        for index, plan in enumerate(plans):
+            if plan.error is not None:
+                deployment_id = await self.deployment_id(plan.task_name)
+                ids[index] = (await self._create_invalid(deployment_id, plan, account, version)).id
+            else:
+                by_task.setdefault(plan.task_name, []).append(index)
+        for task_name, indexes in by_task.items():
+            deployment_id = await self.deployment_id(task_name)
+            for start in range(0, len(indexes), BULK_CREATE):
+                chunk = indexes[start : start + BULK_CREATE]
+                created = [None] * len(chunk)
+                if len(chunk) > 1:
+                    created = await with_patience(lambda: self._bulk_create(deployment_id, [plans[i] for i in chunk]))
+                for index, run_id in zip(chunk, created):
+                    if run_id is None:  # alone, or refused in the bulk: its own call says why
+                        run = await self._create(deployment_id, plans[index])
+                        answered.append(run)
+                        run_id = run.id
+                    ids[index] = run_id
+        return ids, answered
+
+    async def create_one(self, definition: dict[str, Any], account: str, *, state: State | None = None) -> FlowRun:
+        """Queue one task in ``state`` (default Scheduled; ``dragonflow run`` claims its run
+        with Pending); invalid parameters give a run that is already ``error``."""
+        plan = self.plan(definition, account, "v2", [])
+        deployment_id = await self.deployment_id(plan.task_name)
+        if plan.error is not None:
+            return await self._create_invalid(deployment_id, plan, account, "v2")
+        return await self._create(deployment_id, plan, state)
+
+    async def _create(self, deployment_id: UUID, plan: Planned, state: State | None = None) -> FlowRun:
+        return await with_patience(lambda: self.client.create_flow_run_from_deployment(
+            deployment_id, parameters=plan.parameters, tags=plan.tags, state=state
+        ))
+
+    async def _bulk_create(self, deployment_id: UUID, plans: list[Planned]) -> list[UUID | None]:
+        """Create the runs of ``plans`` in one call; their ids in order (None where Prefect
+        refused one). Prefect's client has no method for this endpoint."""
+        runs = [DeploymentFlowRunCreate(parameters=p.parameters, tags=p.tags) for p in plans]
+        response = await self.client.request(
+            "POST", "/deployments/{id}/create_flow_run/bulk", path_params={"id": deployment_id},
+            json=[run.model_dump(mode="json", exclude_unset=True) for run in runs],
+        )
+        results = response.json()["results"]
+        for result in results:
+            if result["status"] != "CREATED":
+                logger.warning("bulk create refused a run (created alone instead): %s", result.get("error"))
+        return [UUID(r["flow_run_id"]) if r["status"] == "CREATED" else None for r in results]
+
+    async def _create_invalid(self, deployment_id: UUID, plan: Planned, account: str, version: str) -> FlowRun:
         """A run recorded as failed at once, so the client gets a key and an error status."""
-        error = {"parameters": parameter_errors(exc)}
+        error = {"parameters": parameter_errors(plan.error)}
         run = await self.client.create_flow_run_from_deployment(
             deployment_id,
-            parameters={"params": raw, "account": account},
-            tags=tags,
+            parameters={"params": plan.raw, "account": account},
+            tags=plan.tags,
             state=Failed(name=INVALID_PARAMETERS, message=json.dumps(error)),
         )
         await self.client.set_flow_run_name(run.id, key_for(run.id))
-        if isinstance(raw.get("url_errback"), str):
+        if isinstance(plan.raw.get("url_errback"), str):
             found = await read_runs(self.client, [run.id])
             status = build_status(*found[run.id], version=version)
-            task = asyncio.create_task(post_status(raw["url_errback"], status))
+            task = asyncio.create_task(post_status(plan.raw["url_errback"], status))
             self._errbacks.add(task)  # keep a reference until it is sent
             task.add_done_callback(self._errbacks.discard)
         return run
@@ -221,11 +279,16 @@ class TaskService:
             if repeated:
                 return repeated
         await self.check_limits(account, len(definitions))
+        plans = [
+            self.plan(d, account.name, version, [tag, f"{tag}#{i}"] if tag else [])
+            for i, d in enumerate(definitions)
+        ]
+        created_from = time.monotonic()
         async with self._create_lock:  # one writer at a time: SQLite answers concurrent writes with retries
-            return [
-                (await self.create_one(d, account.name, version=version, extra_tags=[tag, f"{tag}#{i}"] if tag else None)).id
-                for i, d in enumerate(definitions)
-            ]
+            ids, answered = await self.create_runs(plans, account.name, version)
+        if self.watcher:  # these need no read back for the first status answer
+            self.watcher.remember(answered, created_from)
+        return ids
 
     async def read(self, keys: list[str], account: str) -> dict[str, tuple]:
         """key -> (run, artifacts) for the keys that name a run of ``account``."""

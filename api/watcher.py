@@ -1,9 +1,16 @@
-"""One shared poller of flow runs for every open stream, blocking call and status read.
+"""One shared view of flow runs for every open stream, blocking call and status read.
 
-However many clients wait, the API reads the watched runs from Prefect once per
-interval (two queries for all of them) and hands changes to each subscriber; status
-reads are answered from the same fresh snapshots, so many clients asking about the same
-tasks cost the Prefect server one read.
+However many clients wait, the API reads the watched runs from Prefect in one go (two
+queries for all of them) and hands changes to each subscriber; status reads are answered
+from the same snapshots, so many clients asking about the same tasks cost the Prefect
+server one read.
+
+Prefect's flow-run state events (its events websocket) say when a run changed: the
+run's snapshot is dropped and its subscribers are served at once, so a change is seen
+without polling delay and a snapshot of a run that is not running stays good until an
+event says otherwise (``trust_age`` bounds that, in case an event is missed). Running
+runs are also re-read every ``max_age`` seconds: their progress and partial results
+are artifacts, which have no events.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ from typing import AsyncIterator
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import Artifact, FlowRun
+from prefect.client.schemas.objects import Artifact, FlowRun, StateType
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter
 
 from api.status import read_runs
 
 logger = logging.getLogger("dragonflow.watcher")
 Snapshot = tuple[FlowRun, list[Artifact]]
+RUN_RESOURCE = "prefect.flow-run."
+FORGET_AFTER = 60.0
 
 
 def fingerprint(run: FlowRun, artifacts: list[Artifact]) -> str:
@@ -40,30 +51,63 @@ def fingerprint(run: FlowRun, artifacts: list[Artifact]) -> str:
 
 
 class RunWatcher:
-    """Polls the union of watched runs while anyone watches: every ``interval`` seconds
-    while they change, backing off to ``max_interval`` while they run quietly."""
+    """Reads the union of watched runs when Prefect reports a change, and every
+    ``interval`` seconds while they change, backing off to ``max_interval`` while they
+    run quietly."""
 
     def __init__(
-        self, client: PrefectClient, interval: float = 0.05, max_interval: float = 0.5, max_age: float = 0.1
+        self,
+        client: PrefectClient,
+        interval: float = 0.05,
+        max_interval: float = 0.5,
+        max_age: float = 0.1,
+        trust_age: float = 2.0,
     ):
         self._client = client
         self._interval = interval
         self._max_interval = max_interval
         self._max_age = max_age
+        self._trust_age = trust_age
         self._queues: dict[UUID, set[asyncio.Queue[Snapshot]]] = {}
         self._seen: dict[UUID, str] = {}
         self._latest: dict[UUID, tuple[float, Snapshot]] = {}
+        self._changed_at: dict[UUID, float] = {}
+        self._events_live = False
         self._read_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._listen())]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        """Follow Prefect's flow-run state events for as long as the API runs."""
+        changes = EventFilter(event=EventNameFilter(prefix=[RUN_RESOURCE]))
+        while True:
+            try:
+                async with get_events_subscriber(filter=changes, reconnection_attempts=1_000_000) as events:
+                    self._events_live = True
+                    async for event in events:
+                        self.changed(UUID(event.resource.id.removeprefix(RUN_RESOURCE)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Prefect down: snapshots expire by age until it is back
+                logger.warning("Prefect events unavailable: %s", exc)
+            finally:
+                self._events_live = False
+            await asyncio.sleep(1.0)
+
+    def changed(self, run_id: UUID) -> None:
+        """Prefect says ``run_id`` changed: forget its snapshot; serve its subscribers now."""
+        self._changed_at[run_id] = time.monotonic()
+        self._latest.pop(run_id, None)
+        if run_id in self._queues:
+            self._wake.set()
 
     async def _run(self) -> None:
         delay = self._interval
@@ -81,29 +125,49 @@ class RunWatcher:
             delay = self._interval if changed else min(delay * 1.5, self._max_interval)
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-                delay = self._interval  # a new subscriber: look now
+                delay = self._interval  # a change or a new subscriber: look now
             except asyncio.TimeoutError:
                 pass
 
+    def remember(self, runs: list[FlowRun], read_at: float) -> None:
+        """Keep snapshots of runs read (or created) at ``read_at`` (``time.monotonic()``
+        before the call), unless Prefect reported a change since."""
+        for run in runs:
+            self._keep(run.id, (run, []), read_at)
+
+    def _keep(self, run_id: UUID, snapshot: Snapshot, read_at: float) -> None:
+        if self._changed_at.get(run_id, 0.0) < read_at:
+            self._latest[run_id] = (read_at, snapshot)
+
     async def _read(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
+        read_at = time.monotonic()
         found = await read_runs(self._client, run_ids)
-        now = time.monotonic()
         for run_id, snapshot in found.items():
-            self._latest[run_id] = (now, snapshot)
-        for run_id in [r for r, (t, _) in self._latest.items() if now - t > 60 and r not in self._queues]:
+            self._keep(run_id, snapshot, read_at)
+        now = time.monotonic()
+        for run_id in [r for r, (t, _) in self._latest.items() if now - t > FORGET_AFTER and r not in self._queues]:
             del self._latest[run_id]
+        for run_id in [r for r, t in self._changed_at.items() if now - t > FORGET_AFTER]:
+            del self._changed_at[run_id]
         return found
+
+    def _usable(self, taken: float, snapshot: Snapshot, now: float) -> bool:
+        """A running run's progress can change silently; other changes come as events."""
+        run = snapshot[0]
+        running = run.state is None or run.state.type == StateType.RUNNING
+        limit = self._max_age if running or not self._events_live else self._trust_age
+        return now - taken <= limit
 
     def _fresh(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
         now = time.monotonic()
         return {
             r: self._latest[r][1]
             for r in run_ids
-            if r in self._latest and now - self._latest[r][0] <= self._max_age
+            if r in self._latest and self._usable(*self._latest[r], now)
         }
 
     async def current(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
-        """Snapshots no older than ``max_age`` of the runs that exist among ``run_ids``."""
+        """Up-to-date snapshots of the runs that exist among ``run_ids``."""
         found = self._fresh(run_ids)
         if len(found) < len(run_ids):
             async with self._read_lock:  # concurrent askers of the same runs share one read

@@ -31,23 +31,32 @@ def test_hello_block(service):
 
 
 def test_create_answers_list_in_order_then_poll(service):
-    names = ["Ann", "Bob", "Cid"]
-    response = service.create([{"task_name": "hello", "name": n} for n in names])
+    """Several tasks, one invalid, in one create: answered in request order (valid runs
+    are created in one bulk call, the invalid one on its own)."""
+    names = ["Ann", "Bob", "Cid", "Dee"]
+    tasks = [{"task_name": "hello", "name": n} for n in names]
+    tasks[2:2] = [{"task_name": "hello"}, {"task_name": "hello", "name": "Eve", "delay": 0.2}]
+    response = service.create(tasks)
     assert response.status_code == 200
     created = response.json()
-    assert len(created) == 3
-    assert {s["status"] for s in created} <= {"queued", "executing", "success"}
+    assert len(created) == 6
+    assert {s["status"] for s in created} <= {"queued", "executing", "success", "error"}
     keys = [s["key"] for s in created]
+    assert len(set(keys)) == 6
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         statuses = service.http.get(
             "/v2/status", params={"tasks": keys, "secret": service.account["secret"]}
         ).json()
-        if all(s["status"] == "success" for s in statuses):
+        if all(s["status"] in ("success", "error") for s in statuses):
             break
         time.sleep(0.1)
     assert [s["key"] for s in statuses] == keys
-    assert [s["result"] for s in statuses] == [f"Hello {n}" for n in names]
+    assert [s["status"] for s in statuses] == ["success", "success", "error", "success", "success", "success"]
+    assert "name" in json.dumps(statuses[2]["error"])
+    assert [s.get("result") for s in statuses if s["status"] == "success"] == [
+        "Hello Ann", "Hello Bob", "Hello Eve", "Hello Cid", "Hello Dee"
+    ]
 
 
 def test_thumb_output_downloads_and_feeds_next_task(service, media):
