@@ -1,12 +1,20 @@
-"""The embedded Prefect server: Prefect's own server app, run by uvicorn, with one
-addition for SQLite.
+"""The embedded Prefect server: Prefect's own server app, run by uvicorn, with two
+additions for SQLite.
 
-SQLite lets one writer in at a time. Prefect's server rolls back a write that lost the
-race and answers it with a retryable 503, which Prefect's client would retry after a
-round trip and a wait. ``ReplayOn503`` retries such requests inside the server instead,
-a few milliseconds later and one at a time, so clients normally never see these 503s;
-only a request still losing after ``BUDGET`` seconds gets its 503, with a short
-``Retry-After`` so that the client comes back soon.
+SQLite lets one writer in at a time. Prefect opens its write transactions DEFERRED: they
+read first and take the write lock at their first write, which SQLite refuses at once
+("database is locked") when another writer committed in between. Under a busy worker that
+refused nearly every bulk create and most single ones. ``immediate_sqlite_writes`` makes
+them BEGIN IMMEDIATE (as Prefect does for its SELECT ... FOR UPDATE transactions): a write
+transaction takes the lock first and waits its turn (SQLite's busy timeout) instead of
+failing.
+
+Prefect's server rolls back a write that still lost a race and answers it with a
+retryable 503, which Prefect's client would retry after a round trip and a wait.
+``ReplayOn503`` retries such requests inside the server instead, a few milliseconds later
+and one at a time, so clients normally never see these 503s; only a request still losing
+after ``BUDGET`` seconds gets its 503, with a short ``Retry-After`` so that the client
+comes back soon.
 
 Run: ``python -m deployments.prefect_server --host 127.0.0.1 --port 4200``.
 """
@@ -17,6 +25,8 @@ import argparse
 import asyncio
 import random
 import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -138,10 +148,29 @@ def _with_retry_after(start: Message) -> Message:
     return {**start, "headers": [*headers, (b"retry-after", RETRY_AFTER)]}
 
 
+def immediate_sqlite_writes() -> None:
+    """Make every write transaction of Prefect's SQLite database BEGIN IMMEDIATE (reads
+    outside transactions are unchanged)."""
+    from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
+
+    @asynccontextmanager
+    async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> AsyncIterator[Any]:
+        token = SQLITE_BEGIN_MODE.set("IMMEDIATE")
+        try:
+            async with session.begin() as transaction:
+                yield transaction
+        finally:
+            SQLITE_BEGIN_MODE.reset(token)
+
+    AioSqliteConfiguration.begin_transaction = begin_transaction
+
+
 def create_app() -> ASGIApp:
-    """Prefect's server (API, UI and services) behind the replaying middleware."""
+    """Prefect's server (API, UI and services) with immediate SQLite write transactions,
+    behind the replaying middleware."""
     from prefect.server.api.server import create_app as prefect_create_app
 
+    immediate_sqlite_writes()
     return ReplayOn503(prefect_create_app(final=True))
 
 

@@ -12,9 +12,10 @@ from typing import AsyncIterator
 import httpx
 import sqlalchemy.exc
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.server.api.server import custom_internal_exception_handler
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-from prefect.states import Scheduled
+from prefect.states import Scheduled, to_state_create
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -152,3 +153,34 @@ async def test_concurrent_writes_on_sqlite_all_succeed(service):
                 assert all(run.state.is_scheduled() for run in created)
             finally:
                 await asyncio.gather(*(client.delete_flow_run(run.id) for run in created))
+
+
+async def test_bulk_creates_not_refused_while_other_writes_commit(service):
+    """Write transactions take SQLite's lock first (BEGIN IMMEDIATE): bulk creates racing
+    with single creates are all accepted (DEFERRED ones were refused run by run with
+    "database is locked")."""
+    later = datetime.now(timezone.utc) + timedelta(days=1)  # not for the worker
+    run = DeploymentFlowRunCreate(parameters={"params": {"name": "bulk"}}, state=to_state_create(Scheduled(scheduled_time=later)))
+    body = [run.model_dump(mode="json", exclude_unset=True)] * 30
+    with temporary_settings({PREFECT_API_URL: service.prefect_api, PREFECT_CLIENT_MAX_RETRIES: 0}):
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name("hello/hello")
+
+            async def bulk():
+                response = await client.request(
+                    "POST", "/deployments/{id}/create_flow_run/bulk", path_params={"id": deployment.id}, json=body
+                )
+                return response.json()["results"]
+
+            async def single():
+                return await client.create_flow_run_from_deployment(
+                    deployment.id, parameters={"params": {"name": "single"}}, state=Scheduled(scheduled_time=later)
+                )
+
+            answers = await asyncio.gather(*[bulk() for _ in range(3)], *[single() for _ in range(20)])
+            results = [r for answer in answers[:3] for r in answer]
+            try:
+                assert [r["status"] for r in results] == ["CREATED"] * 90, {r.get("error") for r in results}
+            finally:
+                ids = [r["flow_run_id"] for r in results if r["flow_run_id"]] + [str(r.id) for r in answers[3:]]
+                await asyncio.gather(*[client.delete_flow_run(i) for i in ids])
