@@ -42,6 +42,7 @@ from flows.steps.notify import post_status
 logger = logging.getLogger("dragonflow.tasks")
 RESERVED = {"task_name", "secret", "api_key"}
 BULK_CREATE = 100  # Prefect's limit for one bulk create
+BULK_ATTEMPTS = 10
 PATIENCE = 120.0
 T = TypeVar("T")
 IDEMPOTENCY_TAG = "idempotency:"
@@ -163,15 +164,13 @@ class TaskService:
             deployment_id = await self.deployment_id(task_name)
             for start in range(0, len(indexes), BULK_CREATE):
                 chunk = indexes[start : start + BULK_CREATE]
-                created = [None] * len(chunk)
                 if len(chunk) > 1:
-                    created = await with_patience(lambda: self._bulk_create(deployment_id, [plans[i] for i in chunk]))
-                for index, run_id in zip(chunk, created):
-                    if run_id is None:  # alone, or refused in the bulk: its own call says why
+                    await self._bulk_create(deployment_id, plans, chunk, ids)
+                for index in chunk:
+                    if ids[index] is None:  # alone, or refused by every bulk attempt
                         run = await self._create(deployment_id, plans[index])
                         answered.append(run)
-                        run_id = run.id
-                    ids[index] = run_id
+                        ids[index] = run.id
         return ids, answered
 
     async def create_one(self, definition: dict[str, Any], account: str, *, state: State | None = None) -> FlowRun:
@@ -188,19 +187,35 @@ class TaskService:
             deployment_id, parameters=plan.parameters, tags=plan.tags, state=state
         ))
 
-    async def _bulk_create(self, deployment_id: UUID, plans: list[Planned]) -> list[UUID | None]:
-        """Create the runs of ``plans`` in one call; their ids in order (None where Prefect
-        refused one). Prefect's client has no method for this endpoint."""
-        runs = [DeploymentFlowRunCreate(parameters=p.parameters, tags=p.tags) for p in plans]
-        response = await self.client.request(
-            "POST", "/deployments/{id}/create_flow_run/bulk", path_params={"id": deployment_id},
-            json=[run.model_dump(mode="json", exclude_unset=True) for run in runs],
-        )
-        results = response.json()["results"]
-        for result in results:
-            if result["status"] != "CREATED":
-                logger.warning("bulk create refused a run (created alone instead): %s", result.get("error"))
-        return [UUID(r["flow_run_id"]) if r["status"] == "CREATED" else None for r in results]
+    async def _bulk_create(
+        self, deployment_id: UUID, plans: list[Planned], indexes: list[int], ids: list[UUID | None]
+    ) -> None:
+        """Create the runs of ``plans[i] for i in indexes`` in bulk calls, filling ``ids``.
+
+        On SQLite a bulk insert is refused run by run ("database is locked") when another
+        writer commits between its first read and its first write; the refused ones are
+        tried again, a few times, in a new bulk call. Prefect's client has no method for
+        this endpoint."""
+        pending = indexes
+        for attempt in range(BULK_ATTEMPTS):
+            runs = [DeploymentFlowRunCreate(parameters=plans[i].parameters, tags=plans[i].tags) for i in pending]
+            response = await with_patience(lambda: self.client.request(
+                "POST", "/deployments/{id}/create_flow_run/bulk", path_params={"id": deployment_id},
+                json=[run.model_dump(mode="json", exclude_unset=True) for run in runs],
+            ))
+            refused = []
+            for index, result in zip(pending, response.json()["results"]):
+                if result["status"] == "CREATED":
+                    ids[index] = UUID(result["flow_run_id"])
+                else:
+                    refused.append(index)
+                    error = result.get("error") or ""
+            if not refused:
+                return
+            logger.info("bulk create: %d of %d runs refused (%s), trying again",
+                        len(refused), len(pending), error.splitlines()[0][:200])
+            pending = refused
+            await asyncio.sleep(0.02 * (attempt + 1))
 
     async def _create_invalid(self, deployment_id: UUID, plan: Planned, account: str, version: str) -> FlowRun:
         """A run recorded as failed at once, so the client gets a key and an error status."""
