@@ -298,11 +298,10 @@ class TaskService:
             self.plan(d, account.name, version, [tag, f"{tag}#{i}"] if tag else [])
             for i, d in enumerate(definitions)
         ]
-        created_from = time.monotonic()
         async with self._create_lock:  # one writer at a time: SQLite answers concurrent writes with retries
             ids, answered = await self.create_runs(plans, account.name, version)
         if self.watcher:  # these need no read back for the first status answer
-            self.watcher.remember(answered, created_from)
+            self.watcher.remember(answered)
         return ids
 
     async def read(self, keys: list[str], account: str) -> dict[str, tuple]:

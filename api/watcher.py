@@ -5,10 +5,10 @@ queries for all of them) and hands changes to each subscriber; status reads are 
 from the same snapshots, so many clients asking about the same tasks cost the Prefect
 server one read.
 
-Prefect's flow-run state events (its events websocket) say when a run changed: the
-run's snapshot is dropped and its subscribers are served at once, so a change is seen
-without polling delay and a snapshot of a run that is not running stays good until an
-event says otherwise (``trust_age`` bounds that, in case an event is missed). Running
+Prefect's flow-run state events (its events websocket) say when a run changed: a
+snapshot older than the reported state is dropped and the run's subscribers are served
+at once, so a change is seen without polling delay and a snapshot of a run that is not
+running stays good until an event says otherwise (``trust_age`` bounds that, in case an event is missed). Running
 runs are also re-read every ``max_age`` seconds: their progress and partial results
 are artifacts, which have no events.
 """
@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import AsyncIterator
 from uuid import UUID
 
@@ -33,6 +34,7 @@ from api.status import read_runs
 logger = logging.getLogger("dragonflow.watcher")
 Snapshot = tuple[FlowRun, list[Artifact]]
 RUN_RESOURCE = "prefect.flow-run."
+HEARTBEAT = "prefect.flow-run.heartbeat"
 FORGET_AFTER = 60.0
 
 
@@ -71,7 +73,7 @@ class RunWatcher:
         self._queues: dict[UUID, set[asyncio.Queue[Snapshot]]] = {}
         self._seen: dict[UUID, str] = {}
         self._latest: dict[UUID, tuple[float, Snapshot]] = {}
-        self._changed_at: dict[UUID, float] = {}
+        self._changes: dict[UUID, tuple[float, datetime]] = {}  # newest state event: (seen, occurred)
         self._events_live = False
         self._read_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -93,7 +95,8 @@ class RunWatcher:
                 async with get_events_subscriber(filter=changes, reconnection_attempts=1_000_000) as events:
                     self._events_live = True
                     async for event in events:
-                        self.changed(UUID(event.resource.id.removeprefix(RUN_RESOURCE)))
+                        if event.event != HEARTBEAT:
+                            self.changed(UUID(event.resource.id.removeprefix(RUN_RESOURCE)), event.occurred)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Prefect down: snapshots expire by age until it is back
@@ -102,12 +105,22 @@ class RunWatcher:
                 self._events_live = False
             await asyncio.sleep(1.0)
 
-    def changed(self, run_id: UUID) -> None:
-        """Prefect says ``run_id`` changed: forget its snapshot; serve its subscribers now."""
-        self._changed_at[run_id] = time.monotonic()
-        self._latest.pop(run_id, None)
+    def changed(self, run_id: UUID, occurred: datetime) -> None:
+        """Prefect says ``run_id`` entered a state at ``occurred``: forget an older snapshot
+        and serve the run's subscribers now."""
+        known = self._changes.get(run_id)
+        if known is None or occurred > known[1]:
+            self._changes[run_id] = (time.monotonic(), occurred)
+        if run_id in self._latest and not self._up_to_date(self._latest[run_id][1]):
+            del self._latest[run_id]
         if run_id in self._queues:
             self._wake.set()
+
+    def _up_to_date(self, snapshot: Snapshot) -> bool:
+        """False when Prefect reported a state newer than the snapshot's."""
+        run = snapshot[0]
+        known = self._changes.get(run.id)
+        return known is None or (run.state is not None and run.state.timestamp >= known[1])
 
     async def _run(self) -> None:
         delay = self._interval
@@ -129,26 +142,26 @@ class RunWatcher:
             except asyncio.TimeoutError:
                 pass
 
-    def remember(self, runs: list[FlowRun], read_at: float) -> None:
-        """Keep snapshots of runs read (or created) at ``read_at`` (``time.monotonic()``
-        before the call), unless Prefect reported a change since."""
+    def remember(self, runs: list[FlowRun]) -> None:
+        """Keep snapshots of runs Prefect just answered with (created: no artifacts yet)."""
+        now = time.monotonic()
         for run in runs:
-            self._keep(run.id, (run, []), read_at)
+            self._keep(run.id, (run, []), now)
 
-    def _keep(self, run_id: UUID, snapshot: Snapshot, read_at: float) -> None:
-        if self._changed_at.get(run_id, 0.0) < read_at:
-            self._latest[run_id] = (read_at, snapshot)
+    def _keep(self, run_id: UUID, snapshot: Snapshot, taken: float) -> None:
+        if self._up_to_date(snapshot):
+            self._latest[run_id] = (taken, snapshot)
 
     async def _read(self, run_ids: list[UUID]) -> dict[UUID, Snapshot]:
-        read_at = time.monotonic()
+        taken = time.monotonic()
         found = await read_runs(self._client, run_ids)
         for run_id, snapshot in found.items():
-            self._keep(run_id, snapshot, read_at)
+            self._keep(run_id, snapshot, taken)
         now = time.monotonic()
         for run_id in [r for r, (t, _) in self._latest.items() if now - t > FORGET_AFTER and r not in self._queues]:
             del self._latest[run_id]
-        for run_id in [r for r, t in self._changed_at.items() if now - t > FORGET_AFTER]:
-            del self._changed_at[run_id]
+        for run_id in [r for r, (t, _) in self._changes.items() if now - t > FORGET_AFTER]:
+            del self._changes[run_id]
         return found
 
     def _usable(self, taken: float, snapshot: Snapshot, now: float) -> bool:
