@@ -105,7 +105,8 @@ async def with_patience(call: Callable[[], Awaitable[T]], budget: float = PATIEN
 
 @dataclass
 class Planned:
-    """One task definition ready to create: its run, or why its parameters are invalid."""
+    """One task definition ready to create: its run's parameters and tags, or why its
+    parameters are invalid."""
 
     task_name: str
     raw: dict[str, Any]
@@ -192,10 +193,11 @@ class TaskService:
     ) -> None:
         """Create the runs of ``plans[i] for i in indexes`` in bulk calls, filling ``ids``.
 
-        On SQLite a bulk insert is refused run by run ("database is locked") when another
-        writer commits between its first read and its first write; the refused ones are
-        tried again, a few times, in a new bulk call. Prefect's client has no method for
-        this endpoint."""
+        A stock Prefect server on SQLite refuses a bulk insert run by run ("database is
+        locked") when another writer commits between its first read and its first write
+        (the embedded server takes the write lock first, see deployments/prefect_server.py);
+        the refused ones are tried again, a few times, in a new bulk call. Prefect's client
+        has no method for this endpoint."""
         pending = indexes
         for attempt in range(BULK_ATTEMPTS):
             runs = [DeploymentFlowRunCreate(parameters=plans[i].parameters, tags=plans[i].tags) for i in pending]

@@ -7,10 +7,10 @@ server one read.
 
 Prefect's flow-run state events (its events websocket) say when a run changed: a
 snapshot older than the reported state is dropped and the run's subscribers are served
-at once, so a change is seen without polling delay and a snapshot of a run that is not
-running stays good until an event says otherwise (``trust_age`` bounds that, in case an event is missed). Running
-runs are also re-read every ``max_age`` seconds: their progress and partial results
-are artifacts, which have no events.
+at once, so a change is seen without polling delay, and a snapshot of a run that is not
+running stays good until an event says otherwise (for ``trust_age`` at most, in case an
+event was missed). Running runs are re-read after ``max_age``: their progress and
+partial results are artifacts, which have no events.
 """
 
 from __future__ import annotations
