@@ -115,9 +115,12 @@ class ToolProcess:
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
         left_early = exc_type is not None or not self._process.stdout.at_eof()
-        if left_early:
-            self._stop()
         try:
+            if left_early:
+                self._stop()
+                # Read what the dead process left in the pipe: a full, paused stdout pipe
+                # is never closed, and asyncio's wait() waits for its pipes too.
+                await self._process.stdout.read()
             await self._process.wait()
             await self._capture
         finally:
