@@ -3,6 +3,7 @@ the work pool, one deployment per registered task, and the maintenance schedule.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from prefect import Flow
@@ -34,18 +35,24 @@ RESULTS_BLOCK = f"local-file-system/{RESULTS_BLOCK_NAME}"
 
 
 async def register_blocks(settings: Settings) -> None:
-    """Block types, and the storage documents unless an operator already made them."""
+    """Block types, and the storage documents unless an operator already made them.
+
+    A storage document still on its defaults (the local directory, served by this
+    machine's API) follows the API's current address, so that starting the service on
+    another port keeps output URLs working; documents an operator edited are left alone."""
     for block_class in (StorageBlock, AccountBlock):
         await block_class.aregister_type_and_schema()
     for name in STORE_NAMES:
+        root, public_url = str(settings.storage_dir / name), f"{settings.public_url.rstrip('/')}/storage/{name}"
         try:
-            await StorageBlock.aload(name)
+            block = await StorageBlock.aload(name)
         except ValueError:
-            await StorageBlock(
-                root=str(settings.storage_dir / name),
-                public_url=f"{settings.public_url.rstrip('/')}/storage/{name}",
-                expire_days=STORE_EXPIRY_DAYS[name],
-            ).asave(name)
+            await StorageBlock(root=root, public_url=public_url, expire_days=STORE_EXPIRY_DAYS[name]).asave(name)
+            continue
+        on_defaults = block.root == root and re.fullmatch(rf"http://127\.0\.0\.1:\d+/storage/{name}", block.public_url)
+        if on_defaults and block.public_url != public_url:
+            block.public_url = public_url
+            await block.asave(name, overwrite=True)
     try:
         await LocalFileSystem.aload(RESULTS_BLOCK_NAME)
     except ValueError:

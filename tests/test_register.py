@@ -1,0 +1,33 @@
+"""Registration against the session's real Prefect server: storage documents on their
+defaults follow the API's address; edited ones are left alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blocks.storage import StorageBlock
+from deployments.register import register_blocks
+from flows.settings import Settings
+
+
+async def test_default_storage_follows_the_api_address_edited_storage_is_kept(service):
+    settings = Settings(home=Path(service.env["DRAGONFLOW_HOME"]), public_url=service.api)
+    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+        block = await StorageBlock.aload("persistent")
+        current = block.public_url
+        assert current == f"{service.api}/storage/persistent"
+        try:
+            block.public_url = "http://127.0.0.1:1/storage/persistent"  # as left by an earlier `up`
+            await block.asave("persistent", overwrite=True)
+            await register_blocks(settings)
+            assert (await StorageBlock.aload("persistent")).public_url == current
+
+            block.public_url = "https://cdn.example.com/files"  # an operator's choice
+            await block.asave("persistent", overwrite=True)
+            await register_blocks(settings)
+            assert (await StorageBlock.aload("persistent")).public_url == "https://cdn.example.com/files"
+        finally:
+            block.public_url = current
+            await block.asave("persistent", overwrite=True)
