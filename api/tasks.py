@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from api.errors import bad_request, unauthorized
 from api.keys import key_for, run_id_for
-from api.status import ACCOUNT_TAG, INVALID_PARAMETERS, account_of, build_status, read_runs
+from api.status import ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, account_of, build_status, read_runs
 from api.watcher import RunWatcher
 from blocks.account import AccountBlock
 from flows.params import parameter_errors
@@ -263,15 +263,17 @@ class TaskService:
                 )
 
     async def _repeated(self, account: str, tag: str) -> list[UUID] | None:
-        """Run ids created by the same idempotent request in the last 24 h, in request order."""
-        runs = await self.client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[ACCOUNT_TAG + account, tag]),
-                expected_start_time=FlowRunFilterExpectedStartTime(
-                    after_=datetime.now(timezone.utc) - IDEMPOTENCY_WINDOW
-                ),
-            )
+        """Run ids created by the same idempotent request in the last 24 h, in request order
+        (read page by page: Prefect answers at most ``MAX_READ`` runs a call)."""
+        same_request = FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[ACCOUNT_TAG + account, tag]),
+            expected_start_time=FlowRunFilterExpectedStartTime(after_=datetime.now(timezone.utc) - IDEMPOTENCY_WINDOW),
         )
+        runs: list[FlowRun] = []
+        while page := await self.client.read_flow_runs(flow_run_filter=same_request, offset=len(runs), limit=MAX_READ):
+            runs += page
+            if len(page) < MAX_READ:
+                break
 
         def index(run: FlowRun) -> int:
             return next(int(t.rsplit("#", 1)[1]) for t in run.tags if t.startswith(tag + "#"))

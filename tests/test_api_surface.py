@@ -203,6 +203,14 @@ def test_idempotency_key(service):
     assert [s["key"] for s in again] == [s["key"] for s in first]
     assert not {s["key"] for s in other} & {s["key"] for s in first}
 
+    # More tasks than a Prefect page (200): the repeat still answers all of them, in order.
+    # (Invalid tasks: their runs are recorded as errors at once, the worker is not involved.)
+    many = {"secret": service.account["secret"], "tasks": [{"task_name": "hello", "delay": i} for i in range(201)]}
+    first = service.http.post("/v2/create", json=many, headers={"Idempotency-Key": "order-44"}).json()
+    again = service.http.post("/v2/create", json=many, headers={"Idempotency-Key": "order-44"}).json()
+    assert len({s["key"] for s in first}) == 201 and {s["status"] for s in first} == {"error"}
+    assert [s["key"] for s in again] == [s["key"] for s in first]
+
 
 def test_cors_for_whitelisted_origins(service):
     service.cli("account", "create", "browser", "--referrer", "https://cors.example")
