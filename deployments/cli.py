@@ -34,13 +34,16 @@ def _prefect_url(settings: Settings, prefect_port: int) -> tuple[str, subprocess
     return url, start_server(settings, prefect_port)
 
 
-async def _register(local_account: bool) -> dict[str, str] | None:
+async def _register(starting_service: bool) -> dict[str, str] | None:
+    """Register everything; when starting the service, also point the default stores at
+    its API and return the ``local`` account's credentials."""
     from blocks.account import create_account
-    from deployments.register import register_all
+    from deployments.register import point_default_stores_at_api, register_all
 
     async with get_client() as client:
         await register_all(client, get_settings())
-    if local_account:
+    if starting_service:
+        await point_default_stores_at_api(get_settings())
         return (await create_account("local")).credentials()
     return None
 
@@ -62,7 +65,7 @@ def up(
         api_url, server = _prefect_url(settings, prefect_port)
         processes += [server] if server else []
         with temporary_settings({PREFECT_API_URL: api_url}):
-            credentials = asyncio.run(_register(local_account=True))
+            credentials = asyncio.run(_register(starting_service=True))
         env = prefect_env(settings, api_url)
         command = [sys.executable, "-m", "deployments.cli"]
         processes.append(subprocess.Popen([*command, "worker"], env=env))
@@ -163,7 +166,7 @@ def run(
     api_url, server = _prefect_url(settings, prefect_port)
     try:
         with temporary_settings({PREFECT_API_URL: api_url}):
-            asyncio.run(_register(local_account=False))
+            asyncio.run(_register(starting_service=False))
             status = asyncio.run(_run_task({"task_name": task_name, **_parse_pairs(params or [])}))
     except ApiError as exc:
         typer.echo(json.dumps({"status": "error", "errors": exc.errors}, indent=2))

@@ -34,29 +34,44 @@ RESULTS_BLOCK_NAME = "dragonflow-results"
 RESULTS_BLOCK = f"local-file-system/{RESULTS_BLOCK_NAME}"
 
 
-async def register_blocks(settings: Settings) -> None:
-    """Block types, and the storage documents unless an operator already made them.
+def store_url(settings: Settings, name: str) -> str:
+    """Where the API serves the files of local store ``name``."""
+    return f"{settings.public_url.rstrip('/')}/storage/{name}"
 
-    A storage document still on its defaults (the local directory, served by this
-    machine's API) follows the API's current address, so that starting the service on
-    another port keeps output URLs working; documents an operator edited are left alone."""
+
+async def register_blocks(settings: Settings) -> None:
+    """Block types, and the storage documents unless an operator already made them."""
     for block_class in (StorageBlock, AccountBlock):
         await block_class.aregister_type_and_schema()
     for name in STORE_NAMES:
-        root, public_url = str(settings.storage_dir / name), f"{settings.public_url.rstrip('/')}/storage/{name}"
         try:
-            block = await StorageBlock.aload(name)
+            await StorageBlock.aload(name)
         except ValueError:
-            await StorageBlock(root=root, public_url=public_url, expire_days=STORE_EXPIRY_DAYS[name]).asave(name)
-            continue
-        on_defaults = block.root == root and re.fullmatch(rf"http://127\.0\.0\.1:\d+/storage/{name}", block.public_url)
-        if on_defaults and block.public_url != public_url:
-            block.public_url = public_url
-            await block.asave(name, overwrite=True)
+            await StorageBlock(
+                root=str(settings.storage_dir / name),
+                public_url=store_url(settings, name),
+                expire_days=STORE_EXPIRY_DAYS[name],
+            ).asave(name)
     try:
         await LocalFileSystem.aload(RESULTS_BLOCK_NAME)
     except ValueError:
         await LocalFileSystem(basepath=str(settings.home / "results")).asave(RESULTS_BLOCK_NAME)
+
+
+async def point_default_stores_at_api(settings: Settings) -> None:
+    """Storage documents still on their defaults (the local directory, served by this
+    machine's API) follow the API's address ``settings.public_url``, so that starting the
+    service on another port keeps output URLs working; documents an operator edited are
+    left alone. Called by ``up``, which knows where its API listens."""
+    for name in STORE_NAMES:
+        block = await StorageBlock.aload(name)
+        public_url = store_url(settings, name)
+        on_defaults = block.root == str(settings.storage_dir / name) and re.fullmatch(
+            rf"http://127\.0\.0\.1:\d+/storage/{name}", block.public_url
+        )
+        if on_defaults and block.public_url != public_url:
+            block.public_url = public_url
+            await block.asave(name, overwrite=True)
 
 
 async def ensure_work_pool(client: PrefectClient, settings: Settings) -> None:

@@ -1,5 +1,5 @@
-"""Registration against the session's real Prefect server: storage documents on their
-defaults follow the API's address; edited ones are left alone."""
+"""What ``up`` registers, against the session's real Prefect server: storage documents on
+their defaults follow the API's address; edited ones are left alone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.storage import StorageBlock
-from deployments.register import register_blocks
+from deployments.register import point_default_stores_at_api
 from flows.settings import Settings
 
 
@@ -21,12 +21,12 @@ async def test_default_storage_follows_the_api_address_edited_storage_is_kept(se
         try:
             block.public_url = "http://127.0.0.1:1/storage/persistent"  # as left by an earlier `up`
             await block.asave("persistent", overwrite=True)
-            await register_blocks(settings)
+            await point_default_stores_at_api(settings)
             assert (await StorageBlock.aload("persistent")).public_url == current
 
             block.public_url = "https://cdn.example.com/files"  # an operator's choice
             await block.asave("persistent", overwrite=True)
-            await register_blocks(settings)
+            await point_default_stores_at_api(settings)
             assert (await StorageBlock.aload("persistent")).public_url == "https://cdn.example.com/files"
         finally:
             block.public_url = current
