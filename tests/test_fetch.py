@@ -267,3 +267,19 @@ async def test_own_storage_copied_without_http(srv, tmp_path, monkeypatch, no_ht
     assert path == tmp_path / "in" / "output.jpg" and path.read_bytes() == BLOB
     assert asked == [url] and srv.seen == []
 
+
+
+async def test_callbacks_go_to_the_checked_address_under_the_same_rules(callbacks, monkeypatch):
+    """post_status resolves the host once, checks it like fetch and posts to that address
+    (Host kept); a private address that is not allowed gets nothing."""
+    from flows.steps import notify
+
+    url = callbacks.url("/pinned").replace("127.0.0.1", "localhost")
+    monkeypatch.setattr(notify, "get_settings", lambda: Settings(fetch_allow=["localhost"], callback_attempts=1))
+    assert await notify.post_status(url, {"status": "success", "key": "K1"})
+    assert callbacks.wait("/pinned", timeout=5) == {"status": "success", "key": "K1"}
+
+    monkeypatch.setattr(notify, "get_settings", lambda: Settings(fetch_allow=[], callback_attempts=1))
+    assert not await notify.post_status(callbacks.url("/refused"), {"status": "success"})
+    with pytest.raises(AssertionError, match="no callback"):
+        callbacks.wait("/refused", timeout=0.5)

@@ -98,13 +98,17 @@ def _claim_path(url: str, dest_dir: Path) -> Path:
     raise FetchError(url, f"too many files named {name} in {dest_dir}")
 
 
-async def _send(client: httpx.AsyncClient, url: str, addresses: list[IPAddress]) -> httpx.Response:
-    """GET ``url`` from the first reachable checked address (no second DNS lookup; Host and SNI kept)."""
+async def send_pinned(
+    client: httpx.AsyncClient, url: str, addresses: list[IPAddress], *, method: str = "GET", json: object = None
+) -> httpx.Response:
+    """Send ``method url`` to the first reachable of its checked ``addresses`` (no second DNS
+    lookup, so the host cannot switch to an internal address; Host and SNI kept). The
+    response is streamed: close it."""
     parts = httpx.URL(url)
     headers = {"Host": parts.netloc.decode("ascii"), "User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 
     def request(ip: IPAddress) -> httpx.Request:
-        return client.build_request("GET", parts.copy_with(host=str(ip)), headers=headers,
+        return client.build_request(method, parts.copy_with(host=str(ip)), headers=headers, json=json,
                                     extensions={"sni_hostname": parts.host})
 
     for ip in addresses[:-1]:
@@ -139,7 +143,7 @@ async def _download(url: str, target: Path, settings: Settings) -> None:
                 addresses = await check_url_allowed(current, settings)
             except FetchError as exc:
                 raise FetchError(url, where + exc.reason) from None
-            response = await _send(client, current, addresses)
+            response = await send_pinned(client, current, addresses)
             try:
                 if response.status_code in _REDIRECTS and "location" in response.headers:
                     current = urljoin(current, response.headers["location"])

@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from api.status import build_status, read_runs
 from flows.errors import FetchError
 from flows.settings import get_settings
-from flows.steps.fetch import check_url_allowed, tls_context
+from flows.steps.fetch import check_url_allowed, send_pinned, tls_context
 
 logger = logging.getLogger("dragonflow.notify")
 
@@ -21,18 +21,20 @@ async def post_status(url: str, status: dict[str, Any]) -> bool:
     """POST ``status`` as JSON to ``url``, retried with exponential backoff; True on 2xx.
 
     Callback URLs obey the same address rules as fetch (no private addresses unless
-    allowed by ``DRAGONFLOW_FETCH_ALLOW``)."""
+    allowed by ``DRAGONFLOW_FETCH_ALLOW``), and the request goes to the address that was
+    checked."""
     settings = get_settings()
     try:
-        await check_url_allowed(url, settings)
+        addresses = await check_url_allowed(url, settings)
     except FetchError as exc:
         logger.warning("callback not sent: %s", exc)
         return False
     delay = settings.callback_backoff
-    async with httpx.AsyncClient(timeout=10.0, verify=tls_context()) as client:
+    async with httpx.AsyncClient(timeout=10.0, verify=tls_context(), trust_env=False) as client:
         for attempt in range(1, settings.callback_attempts + 1):
             try:
-                response = await client.post(url, json=status)
+                response = await send_pinned(client, url, addresses, method="POST", json=status)
+                await response.aclose()
                 if response.is_success:
                     return True
                 reason = f"HTTP {response.status_code}"
