@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.errors import ApiError, bad_request
-from api.keys import key_for
+from flows.contract.keys import key_for
 from api.routes import query_params, read_body
-from api.status import task_name_of
+from flows.contract.runs import task_name_of
 from api.tasks import check_definitions
 from flows.registry import TASKS
 
@@ -39,7 +39,7 @@ async def wait_and_redirect(request: Request, key: str, account: str, filename: 
     found = await service.read([key], account)
     if key not in found:
         raise ApiError(404, "task", "query", f"unknown task key {key!r}")
-    output = pick_output(task_name_of(found[key][0]), filename)
+    output = pick_output(task_name_of(found[key].run), filename)
     status = (await service.statuses([key], account, version="v1", block=True))[0]
     if status["status"] != "success":
         return JSONResponse(status, status_code=400)

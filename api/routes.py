@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from api.errors import bad_request
-from api.keys import key_for
+from flows.contract.keys import key_for
 from api.tasks import check_definitions
 
 TRUE = {"1", "true", "yes", "on"}

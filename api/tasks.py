@@ -31,8 +31,11 @@ from prefect.states import Failed
 from pydantic import ValidationError
 
 from api.errors import bad_request, unauthorized
-from api.keys import key_for, run_id_for
-from api.status import ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, account_of, build_status, read_runs
+from flows.contract.keys import key_for, run_id_for
+from flows.contract.runs import (
+    ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, RunView, account_of, read_runs, run_tags,
+)
+from flows.contract.stupeflix import stupeflix_status, unknown_status
 from api.watcher import RunWatcher
 from blocks.account import AccountBlock
 from flows.params import parameter_errors
@@ -49,17 +52,6 @@ IDEMPOTENCY_TAG = "idempotency:"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 V1_STORE = {"type": "volatile"}
 _ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
-
-
-def unknown_status(key: str, version: str) -> dict[str, Any]:
-    """The status of a key that does not decode or names no task of the account."""
-    return {
-        "status": "error",
-        "key": key,
-        "progress": None,
-        "events": {},
-        "result" if version == "v1" else "error": "unknown task key",
-    }
 
 
 def check_definitions(tasks: Any) -> list[dict[str, Any]]:
@@ -139,7 +131,7 @@ class TaskService:
         """What to create for one task definition (parameters validated here)."""
         spec = TASKS[definition["task_name"]]
         raw = with_version_defaults(definition, version)
-        tags = [spec.name, ACCOUNT_TAG + account, *tags]
+        tags = [*run_tags(spec.name, account, version), *tags]
         try:
             params = spec.params.model_validate(raw).model_dump(mode="json")
         except ValidationError as exc:
@@ -231,7 +223,7 @@ class TaskService:
         await self.client.set_flow_run_name(run.id, key_for(run.id))
         if isinstance(plan.raw.get("url_errback"), str):
             found = await read_runs(self.client, [run.id])
-            status = build_status(*found[run.id], version=version)
+            status = stupeflix_status(found[run.id], version=version)
             task = asyncio.create_task(post_status(plan.raw["url_errback"], status))
             self._errbacks.add(task)  # keep a reference until it is sent
             task.add_done_callback(self._errbacks.discard)
@@ -308,26 +300,26 @@ class TaskService:
             self.watcher.remember(answered)
         return ids
 
-    async def read(self, keys: list[str], account: str) -> dict[str, tuple]:
-        """key -> (run, artifacts) for the keys that name a run of ``account``."""
+    async def read(self, keys: list[str], account: str) -> dict[str, RunView]:
+        """key -> run view for the keys that name a run of ``account``."""
         ids = {key: run_id_for(key) for key in keys}
         wanted = [i for i in ids.values() if i is not None]
         found = await (self.watcher.current(wanted) if self.watcher else read_runs(self.client, wanted))
         return {
             key: found[run_id]
             for key, run_id in ids.items()
-            if run_id in found and account_of(found[run_id][0]) == account
+            if run_id in found and account_of(found[run_id].run) == account
         }
 
-    def render(self, key: str, entry: tuple | None, *, version: str, details: bool = False) -> dict[str, Any]:
+    def render(self, key: str, entry: RunView | None, *, version: str, details: bool = False) -> dict[str, Any]:
         if entry is None:
             return unknown_status(key, version)
         ui = PREFECT_UI_URL.value()
-        return build_status(
-            *entry,
+        return stupeflix_status(
+            entry,
             version=version,
             details=details,
-            ui_url=f"{ui}/runs/flow-run/{entry[0].id}" if ui else None,
+            ui_url=f"{ui}/runs/flow-run/{entry.run.id}" if ui else None,
         )
 
     async def statuses(
@@ -342,27 +334,27 @@ class TaskService:
     ) -> list[dict[str, Any]]:
         """Statuses for ``keys`` in order; with ``block``, once every task has ended."""
         found = await self.read(keys, account)
-        if block and self.watcher and any(not is_final(run) for run, _ in found.values()):
+        if block and self.watcher and any(not is_final(view.run) for view in found.values()):
             async for _ in self.changes(found, timeout=timeout):
                 pass
         return [self.render(key, found.get(key), version=version, details=details) for key in keys]
 
-    async def changes(self, found: dict[str, tuple], *, timeout: float) -> AsyncIterator[str]:
+    async def changes(self, found: dict[str, RunView], *, timeout: float) -> AsyncIterator[str]:
         """Update ``found`` in place as its runs change; yields the key of each change,
         until every run has ended (or ``timeout``)."""
-        by_id = {entry[0].id: key for key, entry in found.items()}
+        by_id = {view.run.id: key for key, view in found.items()}
         deadline = time.monotonic() + timeout
         async with self.watcher.subscribe(list(by_id)) as queue:
-            while any(not is_final(run) for run, _ in found.values()):
+            while any(not is_final(view.run) for view in found.values()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 try:
-                    run, artifacts = await asyncio.wait_for(queue.get(), remaining)
+                    view = await asyncio.wait_for(queue.get(), remaining)
                 except asyncio.TimeoutError:
                     return
-                key = by_id[run.id]
-                found[key] = (run, artifacts)
+                key = by_id[view.run.id]
+                found[key] = view
                 yield key
 
     async def stream(

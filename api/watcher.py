@@ -25,21 +25,22 @@ from typing import AsyncIterator
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import Artifact, FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter
 
-from api.status import read_runs
+from flows.contract.runs import RunView, read_runs
 
 logger = logging.getLogger("dragonflow.watcher")
-Snapshot = tuple[FlowRun, list[Artifact]]
+Snapshot = RunView
 RUN_RESOURCE = "prefect.flow-run."
 HEARTBEAT = "prefect.flow-run.heartbeat"
 FORGET_AFTER = 60.0
 
 
-def fingerprint(run: FlowRun, artifacts: list[Artifact]) -> str:
+def fingerprint(view: RunView) -> str:
     """What a client can see change: the state and the result/progress artifacts."""
+    run, artifacts = view.run, view.artifacts
     state = run.state
     return json.dumps(
         [
@@ -118,7 +119,7 @@ class RunWatcher:
 
     def _up_to_date(self, snapshot: Snapshot) -> bool:
         """False when Prefect reported a state newer than the snapshot's."""
-        run = snapshot[0]
+        run = snapshot.run
         known = self._changes.get(run.id)
         return known is None or (run.state is not None and run.state.timestamp >= known[1])
 
@@ -146,7 +147,7 @@ class RunWatcher:
         """Keep snapshots of runs Prefect just answered with (created: no artifacts yet)."""
         now = time.monotonic()
         for run in runs:
-            self._keep(run.id, (run, []), now)
+            self._keep(run.id, RunView(run), now)
 
     def _keep(self, run_id: UUID, snapshot: Snapshot, taken: float) -> None:
         if self._up_to_date(snapshot):
@@ -166,7 +167,7 @@ class RunWatcher:
 
     def _usable(self, taken: float, snapshot: Snapshot, now: float) -> bool:
         """A running run's progress can change silently; other changes come as events."""
-        run = snapshot[0]
+        run = snapshot.run
         running = run.state is None or run.state.type == StateType.RUNNING
         limit = self._max_age if running or not self._events_live else self._trust_age
         return now - taken <= limit
@@ -194,13 +195,13 @@ class RunWatcher:
         """Read the watched runs once and hand out what changed; how many changed."""
         found = await self._read(list(self._queues))
         changed = 0
-        for run_id, (run, artifacts) in found.items():
-            mark = fingerprint(run, artifacts)
+        for run_id, view in found.items():
+            mark = fingerprint(view)
             if self._seen.get(run_id) != mark:
                 self._seen[run_id] = mark
                 changed += 1
                 for queue in self._queues.get(run_id, ()):
-                    queue.put_nowait((run, artifacts))
+                    queue.put_nowait(view)
         return changed
 
     @asynccontextmanager

@@ -3,7 +3,7 @@
 Tracks: metronome click tracks (accented first beat) and drum patterns (kick, snare, hi-hat,
 a bass line whose note changes every bar), 60-180 BPM, some with a tempo change (abrupt or a
 ramp) and added noise, one in 3/4. Each is written as a 44.1 kHz WAV and goes through the
-task's own step (``flows.steps.beats.find_beats``: streamed ffmpeg decode, features, tracking).
+task's own step (``flows.steps.audio.beats.find_beats``: streamed ffmpeg decode, features, tracking).
 
 Prints per track and on average the beat F-measure and the downbeat F-measure (mir_eval,
 70 ms window; mir_eval ignores the first 5 s), then the speed as x real time on a 3-minute
@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.steps.beats import find_beats  # noqa: E402
-from flows.steps.media import probe_media  # noqa: E402
+from flows.steps.audio.beats import find_beats  # noqa: E402
+from flows.steps.tools.media import probe_media  # noqa: E402
 
 SR = 44100
 DURATION = 30.0

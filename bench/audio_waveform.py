@@ -38,8 +38,8 @@ def make_input(path: Path, codec: list[str]) -> None:
 
 async def child(source: str, dest: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from flows.steps.audio_probe import probe_audio
-    from flows.steps.waveform import draw_waveform
+    from flows.steps.audio.probe import probe_audio
+    from flows.steps.audio.waveform import draw_waveform
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()

@@ -24,8 +24,8 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from flows.steps.analysis import load_for_analysis
-from flows.steps.faces import MIN_CONFIDENCE, detect_faces
+from flows.steps.image.analysis import load_for_analysis
+from flows.steps.image.faces import MIN_CONFIDENCE, detect_faces
 
 DATA = Path(skimage.data.__file__).parent
 NEGATIVES = [

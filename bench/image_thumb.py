@@ -2,7 +2,7 @@
 then the whole task through the API.
 
 1. A generated 6000×4000 JPEG is thumbnailed to 320 px wide (JPEG out, quality 85, no
-   metadata) by ``flows.steps.imaging.make_thumbnail`` and by ``pyvips.Image.thumbnail``
+   metadata) by ``flows.steps.image.imaging.make_thumbnail`` and by ``pyvips.Image.thumbnail``
    (libvips' operation cache off), alternately; prints both medians and their ratio
    (target: ours / pyvips ≤ 1.2).
 2. Our peak RSS for one such thumbnail, in a fresh process (``--rss``).
@@ -46,7 +46,7 @@ def make_source(path: Path) -> Path:
 
 
 def ours(src: Path, out: Path) -> None:
-    from flows.steps.imaging import make_thumbnail
+    from flows.steps.image.imaging import make_thumbnail
 
     make_thumbnail(src, out, width=WIDTH, height=None)
 
@@ -83,7 +83,7 @@ def peak_rss(src: Path) -> None:
     code = f"""
 import sys, tempfile
 from pathlib import Path
-import flows.steps.imaging as imaging
+import flows.steps.image.imaging as imaging
 
 def kib(field):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))

@@ -12,12 +12,12 @@ from pathlib import Path
 import skimage.data
 from PIL import Image, ImageDraw, ImageFont, ImageSequence
 
-from flows.steps.analysis import load_for_analysis
-from flows.steps.faces import detect_faces
-from flows.steps.gif import make_gif
-from flows.steps.imaging import make_thumbnail
-from flows.steps.smartcrop import smart_boxes
-from flows.steps.strip import make_strip
+from flows.steps.image.analysis import load_for_analysis
+from flows.steps.image.faces import detect_faces
+from flows.steps.image.gif import make_gif
+from flows.steps.image.imaging import make_thumbnail
+from flows.steps.image.smartcrop import smart_boxes
+from flows.steps.image.strip import make_strip
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "images"
 MAX_BYTES = 60_000

@@ -417,7 +417,7 @@ class Run:
 
 
 async def our_run(http: httpx.AsyncClient, secret: str, task: dict, timeout: float) -> Run:
-    from api.keys import run_id_for
+    from flows.contract.keys import run_id_for
 
     start = time.time()
     answer = await http.post("/v2/create", json={"secret": secret, "tasks": task})
@@ -531,7 +531,7 @@ def in_process_steps(url: str, repeats: int = 20) -> dict[str, float]:
     from api.tasks import TaskService, check_definitions, with_version_defaults
     from flows.registry import TASKS
     from flows.steps.fetch import fetch
-    from flows.steps.probe import probe_image, to_image_info
+    from flows.steps.image.probe import probe_image, to_image_info
 
     definition = {"task_name": "image.info", "url": url}
     spec = TASKS["image.info"]
@@ -682,7 +682,7 @@ async def throughput(service: LocalService, base: str, names: list[str], timeout
     all have ended. When the create call fails, the runs it made anyway are followed instead."""
     from prefect.client.orchestration import get_client
 
-    from api.keys import key_for
+    from flows.contract.keys import key_for
 
     secret = service.account["secret"]
     tasks = [{"task_name": "image.thumb", "url": f"{base}/{name}", "width": 320} for name in names]
@@ -715,7 +715,7 @@ async def throughput(service: LocalService, base: str, names: list[str], timeout
         result["start"], result["pending"] = start, pending
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-        from api.keys import run_id_for
+        from flows.contract.keys import run_id_for
 
         ids = [run_id_for(k) for k in keys]  # Prefect's own end times (not rounded to the poll)
         runs = []

@@ -30,8 +30,8 @@ from pathlib import Path
 import httpx
 
 from deployments.local import LocalService
-from flows.steps.encode import Encoding, transcode_args
-from flows.steps.media import probe_media
+from flows.steps.video.encode import Encoding, transcode_args
+from flows.steps.tools.media import probe_media
 
 SIZE = (640, 360)
 

@@ -23,9 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from flows.steps.encode import Encoding
-from flows.steps.media import probe_media
-from flows.steps.reverse import reverse_video, segment_seconds
+from flows.steps.video.encode import Encoding
+from flows.steps.tools.media import probe_media
+from flows.steps.video.reverse import reverse_video, segment_seconds
 
 SIZE = (1280, 720)
 

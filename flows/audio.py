@@ -10,14 +10,14 @@ from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, report_progress, task_flow
 from flows.settings import get_settings
-from flows.steps.audio_encode import CODECS, encode_audio
-from flows.steps.audio_probe import probe_audio
-from flows.steps.beats import find_beats
+from flows.steps.audio.encode import CODECS, encode_audio
+from flows.steps.audio.probe import probe_audio
+from flows.steps.audio.beats import find_beats
 from flows.steps.fetch import fetch
-from flows.steps.media import probe_media
+from flows.steps.tools.media import probe_media
 from flows.steps.store import store
-from flows.steps.tts import speak
-from flows.steps.waveform import draw_waveform
+from flows.steps.audio.tts import speak
+from flows.steps.audio.waveform import draw_waveform
 
 
 class InfoParams(TaskParams):

@@ -8,7 +8,7 @@ from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, task_flow
 from flows.settings import get_settings
 from flows.steps.fetch import fetch
-from flows.steps.scrape import scrape as find_hits
+from flows.steps.html.scrape import scrape as find_hits
 
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 

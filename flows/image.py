@@ -11,16 +11,16 @@ from pydantic import BaseModel, BeforeValidator, Field
 from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, report_progress, task_flow
-from flows.steps.analysis import AnalysisImage, load_for_analysis
-from flows.steps.faces import detect_faces
+from flows.steps.image.analysis import AnalysisImage, load_for_analysis
+from flows.steps.image.faces import detect_faces
 from flows.steps.fetch import fetch
-from flows.steps.gif import MAX_FRAMES, make_gif
-from flows.steps.imaging import make_thumbnail
-from flows.steps.probe import about_source, probe_image, to_image_info
-from flows.steps.saliency import salient_points
-from flows.steps.smartcrop import smart_boxes
+from flows.steps.image.gif import MAX_FRAMES, make_gif
+from flows.steps.image.imaging import make_thumbnail
+from flows.steps.image.probe import about_source, probe_image, to_image_info
+from flows.steps.image.saliency import salient_points
+from flows.steps.image.smartcrop import smart_boxes
 from flows.steps.store import store
-from flows.steps.strip import make_strip
+from flows.steps.image.strip import make_strip
 
 # Inputs of a multi-image task downloaded at once.
 FETCH_CONCURRENCY = 4

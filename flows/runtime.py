@@ -17,12 +17,11 @@ from typing import Any, Awaitable, Callable, TypeVar
 from uuid import UUID
 
 from prefect import flow, get_run_logger, runtime
-from prefect.artifacts import Artifact, acreate_progress_artifact, aupdate_progress_artifact
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.states import Failed
-from pydantic import BaseModel
 
-from api.keys import key_for
-from api.status import RESULT_ARTIFACT, WRAPPED_RESULT
+from flows.contract.keys import key_for
+from flows.contract.runs import record_result
 from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.settings import get_settings
@@ -79,29 +78,6 @@ async def publish_partial(values: dict[str, Any]) -> None:
 
 def _run_name() -> str:
     return key_for(runtime.flow_run.id)
-
-
-def as_json(value: Any) -> Any:
-    """A result as plain JSON data."""
-    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-
-
-class ResultArtifact(Artifact):
-    """A ``result`` artifact whose data is stored as JSON (the UI shows its keys/values)."""
-
-    async def aformat(self) -> Any:
-        return self.data
-
-
-async def record_result(value: Any, description: str = "Task result") -> None:
-    """Store the result with the run (the API and the UI read the newest one)."""
-    data = as_json(value)
-    wrapped = not isinstance(data, dict)
-    await ResultArtifact(
-        type=RESULT_ARTIFACT,
-        data={"value": data} if wrapped else data,
-        description=WRAPPED_RESULT if wrapped else description,
-    ).acreate()
 
 
 def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:

@@ -11,13 +11,13 @@ from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, report_progress, task_flow
 from flows.settings import get_settings
-from flows.steps.encode import Encoding, transcode_args
+from flows.steps.video.encode import Encoding, transcode_args
 from flows.steps.fetch import fetch
-from flows.steps.frames import grab_frame, grab_frames, grid, save_frame, strip_times, tile
-from flows.steps.imaging import content_type as image_content_type
-from flows.steps.media import MediaProbe, VideoStream, content_type, ffmpeg_timeout, probe_media, run_ffmpeg
-from flows.steps.reverse import reverse_video
-from flows.steps.scaling import output_size
+from flows.steps.video.frames import grab_frame, grab_frames, grid, save_frame, strip_times, tile
+from flows.steps.image.imaging import content_type as image_content_type
+from flows.steps.tools.media import MediaProbe, VideoStream, content_type, ffmpeg_timeout, probe_media, run_ffmpeg
+from flows.steps.video.reverse import reverse_video
+from flows.steps.video.scaling import output_size
 from flows.steps.store import store
 
 AudioCodec = Literal["mp2", "mp3", "aac", "wmav1", "wmav2"]

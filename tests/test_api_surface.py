@@ -302,7 +302,7 @@ def test_status_of_more_keys_than_a_prefect_page(service):
     """Prefect answers at most 200 objects per call: statuses are read in chunks."""
     import uuid
 
-    from api.keys import key_for
+    from flows.contract.keys import key_for
 
     mine = service.run({"task_name": "hello", "name": "paged"})["key"]
     keys = [key_for(uuid.uuid4()) for _ in range(230)] + [mine]

@@ -20,12 +20,12 @@ from pydantic import ValidationError
 from flows.settings import get_settings
 from flows.audio import TTSParams, WaveformParams
 from flows.errors import TaskError
-from flows.steps import tts as tts_step
-from flows.steps.audio_encode import encode_audio
-from flows.steps.audio_probe import probe_audio
-from flows.steps.beats import find_beats
-from flows.steps.media import probe_media
-from flows.steps.waveform import PeakEnvelope, draw_waveform, render_waveform
+from flows.steps.audio import tts as tts_step
+from flows.steps.audio.encode import encode_audio
+from flows.steps.audio.probe import probe_audio
+from flows.steps.audio.beats import find_beats
+from flows.steps.tools.media import probe_media
+from flows.steps.audio.waveform import PeakEnvelope, draw_waveform, render_waveform
 
 SR = 44100
 BPM = 100.0

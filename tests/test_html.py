@@ -4,7 +4,7 @@ page served locally, with the fetch rules and the page size cap."""
 from __future__ import annotations
 
 from flows.html import MAX_PAGE_BYTES
-from flows.steps.scrape import embedded_player, scrape
+from flows.steps.html.scrape import embedded_player, scrape
 
 PAGE = """<!doctype html>
 <html><head>

@@ -13,14 +13,14 @@ from PIL import Image, ImageCms, ImageDraw, ImageFile, ImageSequence, JpegImageP
 
 from flows.errors import FetchError, TaskError
 from flows.settings import get_settings
-from flows.steps.analysis import load_for_analysis
-from flows.steps.faces import Face, detect_faces
-from flows.steps.gif import make_gif
-from flows.steps.imaging import make_thumbnail
-from flows.steps.probe import about_source, probe_image, to_image_info
-from flows.steps.saliency import salient_points
-from flows.steps.smartcrop import smart_boxes, window_size
-from flows.steps.strip import make_strip
+from flows.steps.image.analysis import load_for_analysis
+from flows.steps.image.faces import Face, detect_faces
+from flows.steps.image.gif import make_gif
+from flows.steps.image.imaging import make_thumbnail
+from flows.steps.image.probe import about_source, probe_image, to_image_info
+from flows.steps.image.saliency import salient_points
+from flows.steps.image.smartcrop import smart_boxes, window_size
+from flows.steps.image.strip import make_strip
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -668,7 +668,7 @@ def test_gif_animated_input_contributes_its_frames(tmp_path):
 
 
 def test_gif_frames_are_bounded(tmp_path, monkeypatch):
-    import flows.steps.gif as gif_step
+    import flows.steps.image.gif as gif_step
 
     read = []
     original = gif_step.resize_upright

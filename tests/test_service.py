@@ -11,7 +11,7 @@ import time
 import httpx
 from PIL import Image
 
-from api.keys import run_id_for
+from flows.contract.keys import run_id_for
 from deployments.local import ROOT
 
 

@@ -18,11 +18,11 @@ import pytest
 from PIL import Image, ImageStat
 
 from flows.errors import TaskError
-from flows.steps.encode import Encoding
-from flows.steps.frames import grab_frame, grid, strip_times
-from flows.steps.media import content_type, ffmpeg_timeout, input_args, probe_media, run_ffmpeg
-from flows.steps.reverse import reverse_video, segment_seconds
-from flows.steps.scaling import output_size
+from flows.steps.video.encode import Encoding
+from flows.steps.video.frames import grab_frame, grid, strip_times
+from flows.steps.tools.media import content_type, ffmpeg_timeout, input_args, probe_media, run_ffmpeg
+from flows.steps.video.reverse import reverse_video, segment_seconds
+from flows.steps.video.scaling import output_size
 
 FPS = 10
 SECONDS = 6

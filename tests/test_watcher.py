@@ -28,11 +28,11 @@ async def test_snapshots_last_until_prefect_reports_a_newer_state(service):
                 watcher.remember([run])
                 pending = (await client.set_flow_run_state(run.id, Pending(), force=True)).state
                 # Not started: no events, so only ``changed`` tells it of the new state.
-                assert (await watcher.current([run.id]))[run.id][0].state.is_scheduled()
+                assert (await watcher.current([run.id]))[run.id].run.state.is_scheduled()
                 watcher.changed(run.id, run.state.timestamp)  # the state it already has
-                assert (await watcher.current([run.id]))[run.id][0].state.is_scheduled()
+                assert (await watcher.current([run.id]))[run.id].run.state.is_scheduled()
                 watcher.changed(run.id, pending.timestamp)
-                assert (await watcher.current([run.id]))[run.id][0].state.is_pending()
+                assert (await watcher.current([run.id]))[run.id].run.state.is_pending()
 
                 watcher.start()  # now following Prefect's events
                 deadline = time.monotonic() + 10
@@ -43,7 +43,7 @@ async def test_snapshots_last_until_prefect_reports_a_newer_state(service):
                 await client.set_flow_run_state(run.id, Running(), force=True)
                 seen = None
                 while time.monotonic() < deadline:
-                    seen = (await watcher.current([run.id]))[run.id][0].state
+                    seen = (await watcher.current([run.id]))[run.id].run.state
                     if seen.is_running():
                         break
                     await asyncio.sleep(0.05)

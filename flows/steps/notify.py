@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 from prefect.client.orchestration import get_client
 
-from api.status import build_status, read_runs
+from flows.contract.runs import read_runs, surface_of
+from flows.contract.stupeflix import stupeflix_status
 from flows.errors import FetchError
 from flows.settings import get_settings
 from flows.steps.fetch import check_url_allowed, send_pinned, tls_context
@@ -57,5 +58,5 @@ async def notify_hook(flow: Any, flow_run: Any, state: Any) -> None:
         found = await read_runs(client, [flow_run.id])
     if flow_run.id not in found:
         return
-    run, artifacts = found[flow_run.id]
-    await post_status(url, build_status(run, artifacts))
+    view = found[flow_run.id]
+    await post_status(url, stupeflix_status(view, version=surface_of(view.run)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.steps.media import run_tool
+from flows.steps.tools.media import run_tool
 
 # Client voice names -> espeak-ng voices: a female and a male US-English voice.
 VOICES = {

@@ -13,9 +13,9 @@ from pathlib import Path
 from PIL import Image
 
 from flows.errors import TaskError
-from flows.steps import imaging
-from flows.steps.media import MediaProbe, ProgressCallback, input_args, run_ffmpeg
-from flows.steps.scaling import scale_filter
+from flows.steps.image import imaging
+from flows.steps.tools.media import MediaProbe, ProgressCallback, input_args, run_ffmpeg
+from flows.steps.video.scaling import scale_filter
 
 FRAME_TIMEOUT = 120.0
 # Seconds before a time past the last frame from which the last frame is searched.

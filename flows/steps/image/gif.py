@@ -10,8 +10,8 @@ from PIL import Image, ImageSequence
 
 from flows.errors import TaskError
 from flows.settings import get_settings
-from flows.steps.imaging import frame_size, resize_upright, save_image
-from flows.steps.probe import DECODE_ERRORS, about_source, open_image
+from flows.steps.image.imaging import frame_size, resize_upright, save_image
+from flows.steps.image.probe import DECODE_ERRORS, about_source, open_image
 
 # Frames one GIF may hold, all inputs together (an animated input contributes each of its frames).
 MAX_FRAMES = 500

@@ -10,8 +10,8 @@ from PIL import Image
 
 from flows.errors import TaskError
 from flows.settings import get_settings
-from flows.steps.imaging import check_format, content_type, frame_size, render, save_image
-from flows.steps.probe import about_source
+from flows.steps.image.imaging import check_format, content_type, frame_size, render, save_image
+from flows.steps.image.probe import about_source
 
 
 def make_strip(

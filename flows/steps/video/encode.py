@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.steps.media import MediaProbe, input_args
-from flows.steps.scaling import scale_filter
+from flows.steps.tools.media import MediaProbe, input_args
+from flows.steps.video.scaling import scale_filter
 
 X264_PRESET = "medium"
 AUDIO_ENCODERS = {"mp2": "mp2", "mp3": "libmp3lame", "aac": "aac", "wmav1": "wmav1", "wmav2": "wmav2"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from flows.steps.imaging import render
+from flows.steps.image.imaging import render
 
 # Longest side, in pixels, images are analysed at (a JPEG is decoded at reduced size).
 ANALYSIS_SIDE = 1024

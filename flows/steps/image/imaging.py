@@ -11,7 +11,7 @@ from PIL import Image, ImageCms, ImageDraw, ImageOps
 
 from flows.errors import TaskError
 from flows.settings import get_settings
-from flows.steps.probe import DECODE_ERRORS, about_source, open_image, upright_size
+from flows.steps.image.probe import DECODE_ERRORS, about_source, open_image, upright_size
 
 # format parameter -> (Pillow format, file extension, save options)
 _FORMATS = {

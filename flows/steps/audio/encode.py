@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.steps.media import MediaProbe, ProgressCallback, ffmpeg_timeout, input_args, run_ffmpeg
+from flows.steps.tools.media import MediaProbe, ProgressCallback, ffmpeg_timeout, input_args, run_ffmpeg
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from flows.errors import TaskError
-from flows.steps.audio_probe import AudioInput
-from flows.steps.media import ProgressCallback
-from flows.steps.pcm import decode_pcm
+from flows.steps.audio.probe import AudioInput
+from flows.steps.tools.media import ProgressCallback
+from flows.steps.tools.pcm import decode_pcm
 
 RATE = 11025
 """Decode rate (mono): plenty for an envelope a few thousand pixels wide."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from flows.steps.faces import Face
+from flows.steps.image.faces import Face
 
 # Entropy is measured on the image with its longest side at this many pixels...
 ENTROPY_SIDE = 400

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.errors import TaskError
-from flows.steps.media import MediaProbe, content_type, probe_media
-from flows.steps.pcm import measure_audio
+from flows.steps.tools.media import MediaProbe, content_type, probe_media
+from flows.steps.tools.pcm import measure_audio
 
 # A file is truncated when its audio ends before this share of the duration it announces
 # (less TRUNCATION_SLACK seconds): container durations are exact to a packet or two.

@@ -14,11 +14,11 @@ import math
 from pathlib import Path
 
 from flows.errors import TaskError
-from flows.steps.encode import Encoding
-from flows.steps.media import (
+from flows.steps.video.encode import Encoding
+from flows.steps.tools.media import (
     INPUT_PROTOCOLS, MediaProbe, ProgressCallback, ffmpeg_timeout, input_args, run_ffmpeg,
 )
-from flows.steps.scaling import scale_filter
+from flows.steps.video.scaling import scale_filter
 
 # Decoded frames a segment may hold (the reverse filter buffers them all).
 SEGMENT_BUFFER_BYTES = 256 * 1024 * 1024

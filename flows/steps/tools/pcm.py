@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from flows.steps.media import MediaProbe, ProgressCallback, ffmpeg_stream, ffmpeg_timeout, input_args, output_times
+from flows.steps.tools.media import MediaProbe, ProgressCallback, ffmpeg_stream, ffmpeg_timeout, input_args, output_times
 
 
 async def decode_pcm(

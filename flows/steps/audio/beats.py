@@ -25,8 +25,8 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from flows.steps.media import MediaProbe, ProgressCallback
-from flows.steps.pcm import decode_pcm
+from flows.steps.tools.media import MediaProbe, ProgressCallback
+from flows.steps.tools.pcm import decode_pcm
 
 SR = 22050
 HOP = 512

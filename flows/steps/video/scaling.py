@@ -4,7 +4,7 @@ filter that produces them."""
 from __future__ import annotations
 
 from flows.errors import TaskError
-from flows.steps import imaging
+from flows.steps.image import imaging
 
 
 def output_size(

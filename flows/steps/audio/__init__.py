@@ -1,0 +1,1 @@
+"""Audio internals: probe, encode, waveform, beats, text to speech."""

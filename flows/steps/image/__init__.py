@@ -1,0 +1,1 @@
+"""Image internals: probe, resize, GIF, strip, analysis, faces, saliency, smart crop."""

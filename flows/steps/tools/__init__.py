@@ -1,0 +1,1 @@
+"""External tools: the ffmpeg/ffprobe/espeak-ng runner and PCM decoding."""

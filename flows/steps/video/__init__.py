@@ -1,0 +1,1 @@
+"""Video internals: frames, encoding, geometry, reverse."""
