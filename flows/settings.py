@@ -30,8 +30,21 @@ class Settings(BaseSettings):
     fetch_max_redirects: int = 5
     max_image_pixels: int = 100_000_000
     tts_max_chars: int = Field(20_000, ge=1, description="Longest text audio.tts accepts, in characters.")
-    callback_attempts: int = 5
-    callback_backoff: float = 0.5
+    callback_attempts: int = Field(5, ge=1, description="Tries of a callback POST before it is given up.")
+    callback_backoff: float = Field(0.5, ge=0, description="Seconds before the 2nd try of a callback; doubles each try.")
+    callback_timeout: float = Field(10.0, gt=0, description="Seconds one callback POST may take.")
+    fetch_concurrency: int = Field(4, ge=1, description="Inputs of one multi-input task downloaded at once.")
+    fetch_retries: int = Field(2, ge=0, description="Retries of a fetch that failed for a transient reason (5xx, timeout).")
+    fetch_retry_delay: float = Field(0.5, ge=0, description="Seconds before the first fetch retry; doubles each retry.")
+    max_page_bytes: int = Field(5 * 1024 * 1024, ge=1, description="Largest HTML page html.scrape reads.")
+    x264_preset: str = Field("medium", description="x264 preset of every H.264 encode (speed vs size).")
+    tool_timeout: float = Field(600.0, gt=0, description="Seconds an ffmpeg run may take, plus tool_timeout_per_second of media.")
+    tool_timeout_per_second: float = Field(4.0, ge=0, description="Extra ffmpeg time allowed per second of media.")
+    probe_timeout: float = Field(60.0, gt=0, description="Seconds ffprobe or a single-frame grab may take.")
+    crash_after_seconds: float = Field(
+        300.0, ge=30, description="A running task whose worker sent no heartbeat for this long is marked Crashed."
+    )
+    step_tasks: bool = Field(True, description="Run each step of a task as a Prefect task (seen in the UI's run page).")
     worker_limit: int = Field(8, description="Flow runs one warm worker runs at once.")
     worker_poll_seconds: float = Field(
         2.0, description="Fallback poll interval of the warm worker (it picks runs up on Prefect events)."
