@@ -11,6 +11,7 @@ debian_packages() {
   local missing=()
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
