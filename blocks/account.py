@@ -10,6 +10,8 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 from pydantic import Field, SecretStr
 
+from .meta import DOCUMENTATION_URL, LOGO_URL
+
 ACCOUNT_PREFIX = "account-"
 
 
@@ -19,6 +21,15 @@ class AccountBlock(Block):
     _block_type_name = "Dragonflow Account"
     _block_type_slug = "dragonflow-account"
     _description = "An API account: secret, api key and the Referer whitelist for api-key auth."
+    _logo_url = LOGO_URL
+    _documentation_url = DOCUMENTATION_URL
+    _code_example = """
+    ```python
+    from blocks.account import AccountBlock
+
+    account_block = AccountBlock.load("BLOCK_NAME")  # BLOCK_NAME = "account-" + the account name
+    ```
+    """
 
     name: str = Field(description="Account name (tags its runs and prefixes its files).")
     secret: SecretStr = Field(description="Secret key for server-to-server requests.")

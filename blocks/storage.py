@@ -4,7 +4,11 @@ One block type, ``Dragonflow Storage``, with one block document per storage syst
 client names in ``task_store.type``: ``persistent`` (the default, files kept until the
 account's expiration) and ``volatile`` (files expire after 7 days). ``root`` is a local
 directory or any fsspec URL (``s3://bucket/prefix``); ``public_url`` is where clients
-download the files (the API serves local roots under ``/storage/<name>/``).
+download the files (the API serves local roots under ``/storage/<name>/``); ``credentials``
+(an ``S3Credentials`` block) are passed to fsspec for ``s3://`` roots.
+
+``OutputStore`` is the interface every place a task's output files can go implements
+(a ``StorageBlock``; later a signed-URL PUT, a YouTube upload, VimQu's registered storages).
 """
 
 from __future__ import annotations
@@ -15,14 +19,26 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from .credentials import S3Credentials
+from .meta import DOCUMENTATION_URL, LOGO_URL
+
 STORE_NAMES = ("persistent", "volatile")
 DEFAULT_STORE = "persistent"
+
+
+@runtime_checkable
+class OutputStore(Protocol):
+    """Where a task's output files go."""
+
+    async def put(self, local: Path, relative: str) -> str:
+        """Save ``local`` as ``relative`` (``account/KEY/output.jpg``); return its public URL."""
 
 
 @dataclass(frozen=True)
@@ -47,16 +63,32 @@ class StorageBlock(Block):
     _block_type_name = "Dragonflow Storage"
     _block_type_slug = "dragonflow-storage"
     _description = "Task output storage: a local directory or any fsspec URL (s3://...)."
+    _logo_url = LOGO_URL
+    _documentation_url = DOCUMENTATION_URL
+    _code_example = """
+    ```python
+    from pathlib import Path
+    from blocks.storage import StorageBlock
+
+    storage_block = StorageBlock.load("BLOCK_NAME")
+    url = await storage_block.put(Path("out.jpg"), "account/KEY/output.jpg")
+    ```
+    """
 
     root: str = Field(description="Local directory or fsspec URL the files are written under.")
     public_url: str = Field(description="URL prefix clients download the files from.")
     expire_days: int = Field(0, description="Files older than this are deleted; 0 keeps them.")
+    credentials: S3Credentials | None = Field(None, description="Credentials for an s3:// root.")
 
     @cached_property
+    def location(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The filesystem ``root`` lives on (with the credentials) and root's path on it."""
+        options = self.credentials.storage_options() if self.credentials else {}
+        return fsspec.core.url_to_fs(self.root, **options)
+
+    @property
     def fs(self) -> fsspec.AbstractFileSystem:
-        """The filesystem ``root`` lives on."""
-        fs, _ = fsspec.core.url_to_fs(self.root)
-        return fs
+        return self.location[0]
 
     @property
     def is_local(self) -> bool:
@@ -64,7 +96,7 @@ class StorageBlock(Block):
 
     def object_path(self, relative: str) -> str:
         """The filesystem path of ``relative`` (``account/KEY/output.jpg``) under root."""
-        _, root = fsspec.core.url_to_fs(self.root)
+        root = self.location[1]
         clean = posixpath.normpath("/" + relative).lstrip("/")
         return posixpath.join(root, clean)
 

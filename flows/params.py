@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+STORE_TYPES = ("persistent", "volatile")  # one resolver each in flows.steps.store.RESOLVERS
+PLANNED_STORE_TYPES = ("s3_signed", "youtube")  # the seed's other stores, not available yet
 
 
 class TaskStore(BaseModel):
@@ -12,9 +16,17 @@ class TaskStore(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: Literal["persistent", "volatile"] = Field(
+    type: Literal[STORE_TYPES] = Field(
         "persistent", description="Storage system: persistent (default) or volatile (7 days)."
     )
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _not_yet(cls, value: object) -> object:
+        if value in PLANNED_STORE_TYPES:
+            raise PydanticCustomError("store_unavailable", "storage {type} is not available yet: use persistent"
+                                      " or volatile", {"type": value})
+        return value
 
 
 class TaskParams(BaseModel):

@@ -1,0 +1,250 @@
+"""Where inputs come from: the sources ``fetch`` tries in order (thumbor's chained loaders).
+
+A ``Source`` answers ``matches(url)`` and copies a matching URL into a local file; the
+first that matches serves the URL. ``SOURCES`` is the chain:
+
+1. ``OwnStoreSource``: an output URL of our own storage blocks, read straight from the
+   storage (one task's output feeds the next without an HTTP round trip);
+2. ``RegisteredStorageSource``: ``storage://ID/path`` read from registered storage ``ID``
+   (VimQu's storages). Its ``lookup`` finds no storage until the VimQu surface provides
+   one, so such URLs are refused like any other unknown scheme;
+3. ``HttpSource``: http(s), resolved once, refused for private/loopback/link-local
+   addresses unless allowed, redirects re-checked, size-capped.
+
+Every failure is a ``FetchError`` with a ``code`` (see ``flows.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import shutil
+import socket
+import ssl
+from pathlib import Path
+from typing import Awaitable, Callable, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import fsspec
+import httpx
+
+from blocks import storage
+from blocks.storage import StorageBlock
+from flows.errors import FetchError
+from flows.settings import Settings, get_settings
+
+USER_AGENT = "dragonflow-fetch/0.1"
+_REDIRECTS = {301, 302, 303, 307, 308}
+_CHUNK = 64 * 1024
+_WRITE_BATCH = 1024 * 1024  # bytes gathered before one write in a thread
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Source(Protocol):
+    """One kind of input location."""
+
+    name: str
+
+    async def matches(self, url: str) -> bool:
+        """True when this source serves ``url``."""
+
+    async def copy(self, url: str, target: Path, settings: Settings) -> None:
+        """Write ``url``'s content to ``target``; FetchError on failure."""
+
+
+async def _copy_file(url: str, fs: fsspec.AbstractFileSystem, path: str, target: Path) -> None:
+    """Copy ``path`` on ``fs`` to ``target`` in a thread."""
+
+    def _copy() -> None:
+        with fs.open(path, "rb") as src, target.open("wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+
+    try:
+        await asyncio.to_thread(_copy)
+    except FileNotFoundError:
+        raise FetchError(url, "stored file not found", "not_found") from None
+    except OSError as exc:
+        raise FetchError(url, f"stored file unreadable: {exc}", "upstream", transient=True) from None
+
+
+class OwnStoreSource:
+    """Output URLs of our own storage blocks, read from storage."""
+
+    name = "own store"
+
+    async def matches(self, url: str) -> bool:
+        return await storage.open_stored(url) is not None
+
+    async def copy(self, url: str, target: Path, settings: Settings) -> None:
+        fs, path = await storage.open_stored(url)
+        await _copy_file(url, fs, path, target)
+
+
+async def no_registered_storage(storage_id: str) -> StorageBlock | None:
+    """The default lookup: no registered storages yet."""
+    return None
+
+
+class RegisteredStorageSource:
+    """``storage://ID/path``: ``path`` under registered storage ``ID`` (a StorageBlock
+    found by ``lookup``)."""
+
+    name = "registered storage"
+
+    def __init__(self, lookup: Callable[[str], Awaitable[StorageBlock | None]] = no_registered_storage):
+        self.lookup = lookup
+
+    async def _block(self, url: str) -> StorageBlock | None:
+        parts = urlsplit(url)
+        return await self.lookup(parts.netloc) if parts.scheme == "storage" and parts.netloc else None
+
+    async def matches(self, url: str) -> bool:
+        return await self._block(url) is not None
+
+    async def copy(self, url: str, target: Path, settings: Settings) -> None:
+        block = await self._block(url)
+        await _copy_file(url, block.fs, block.object_path(urlsplit(url).path), target)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One certificate store per process for every outgoing request (loading the CA
+    bundle costs ~30 ms of CPU, so a client per request would pay it each time)."""
+    return httpx.create_ssl_context()
+
+
+def _is_internal(ip: IPAddress) -> bool:
+    """True for any address that is not a plain public unicast address."""
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+            or ip.is_reserved or ip.is_unspecified or not ip.is_global)
+
+
+def _allowed(host: str, ip: IPAddress, allow: list[str]) -> bool:
+    """True when ``host`` or ``ip`` matches an entry (host name, IP or CIDR) of ``allow``."""
+    for entry in allow:
+        entry = entry.strip().strip("[]").rstrip(".").lower()
+        if entry == host:
+            return True
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _is_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+async def check_url_allowed(url: str, settings: Settings | None = None) -> list[IPAddress]:
+    """The addresses of ``url``'s host; FetchError unless it is http(s) and all may be fetched."""
+    settings = settings or get_settings()
+    if not _is_http(url):
+        raise FetchError(url, "only http and https URLs are accepted", "bad_request")
+    parts = urlsplit(url)
+    host = parts.hostname.rstrip(".").lower()
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise FetchError(url, f"could not resolve host {host}: {exc}", "not_found") from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if _is_internal(ip) and not _allowed(host, ip, settings.fetch_allow):
+            raise FetchError(url, f"address {ip} of host {host} is private/loopback/link-local"
+                                  " and not in DRAGONFLOW_FETCH_ALLOW", "refused")
+        if ip not in addresses:
+            addresses.append(ip)
+    return addresses
+
+
+async def send_pinned(
+    client: httpx.AsyncClient, url: str, addresses: list[IPAddress], *, method: str = "GET", json: object = None
+) -> httpx.Response:
+    """Send ``method url`` to the first reachable of its checked ``addresses`` (no second DNS
+    lookup, so the host cannot switch to an internal address; Host and SNI kept). The
+    response is streamed: close it."""
+    parts = httpx.URL(url)
+    headers = {"Host": parts.netloc.decode("ascii"), "User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+
+    def request(ip: IPAddress) -> httpx.Request:
+        return client.build_request(method, parts.copy_with(host=str(ip)), headers=headers, json=json,
+                                    extensions={"sni_hostname": parts.host})
+
+    for ip in addresses[:-1]:
+        try:
+            return await client.send(request(ip), stream=True)
+        except httpx.ConnectError:
+            continue
+    return await client.send(request(addresses[-1]), stream=True)
+
+
+def _status_error(url: str, where: str, response: httpx.Response) -> FetchError:
+    """404/410 -> not_found; 408, 429 and 5xx -> transient upstream; others -> upstream."""
+    status = response.status_code
+    reason = where + f"HTTP {status} {response.reason_phrase}"
+    if status in (404, 410):
+        return FetchError(url, reason, "not_found")
+    return FetchError(url, reason, "upstream", transient=status >= 500 or status in (408, 429))
+
+
+async def _write_body(url: str, response: httpx.Response, target: Path, limit: int) -> None:
+    """Stream the body into ``target``, writing in batches off the event loop."""
+    received = 0
+    batch = bytearray()
+    with target.open("wb") as out:
+        async for chunk in response.aiter_raw(_CHUNK):
+            received += len(chunk)
+            if received > limit:
+                raise FetchError(url, f"too large: more than limit of {limit} bytes", "too_large")
+            batch += chunk
+            if len(batch) >= _WRITE_BATCH:
+                await asyncio.to_thread(out.write, bytes(batch))
+                batch.clear()
+        await asyncio.to_thread(out.write, bytes(batch))
+
+
+class HttpSource:
+    """http(s) URLs on public addresses (or allowed by ``DRAGONFLOW_FETCH_ALLOW``)."""
+
+    name = "http"
+
+    async def matches(self, url: str) -> bool:
+        return _is_http(url)
+
+    async def copy(self, url: str, target: Path, settings: Settings) -> None:
+        limit = settings.fetch_max_bytes
+        timeout = httpx.Timeout(settings.fetch_timeout, connect=min(settings.fetch_timeout, 30.0))
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout,
+                                     verify=tls_context()) as client:
+            current = url
+            for _ in range(settings.fetch_max_redirects + 1):
+                where = "" if current == url else f"redirected to {current}: "
+                try:
+                    addresses = await check_url_allowed(current, settings)
+                except FetchError as exc:
+                    raise FetchError(url, where + exc.reason, exc.code) from None
+                response = await send_pinned(client, current, addresses)
+                try:
+                    if response.status_code in _REDIRECTS and "location" in response.headers:
+                        current = urljoin(current, response.headers["location"])
+                        continue
+                    if response.status_code >= 300:
+                        raise _status_error(url, where, response)
+                    length = response.headers.get("content-length", "")
+                    if length.isdigit() and int(length) > limit:
+                        raise FetchError(url, f"too large: {length} bytes > limit of {limit} bytes", "too_large")
+                    return await _write_body(url, response, target, limit)
+                finally:
+                    await response.aclose()
+            raise FetchError(url, f"too many redirects (more than {settings.fetch_max_redirects})", "upstream",
+                             transient=False)
+
+
+SOURCES: list[Source] = [OwnStoreSource(), RegisteredStorageSource(), HttpSource()]
