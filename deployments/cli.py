@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from typing import Any, Optional
 
 import typer
@@ -20,6 +21,7 @@ from flows.settings import Settings, get_settings
 app = typer.Typer(help="dragonflow: the Stupeflix Tasks API on Prefect 3.", no_args_is_help=True)
 account_app = typer.Typer(help="Manage API accounts (stored as Prefect blocks).", no_args_is_help=True)
 app.add_typer(account_app, name="account")
+WORKER_RESTART_AFTER = 10.0  # seconds a worker must have run to be restarted when it dies (not a crash loop)
 
 
 def _prefect_url(settings: Settings, prefect_port: int) -> tuple[str, subprocess.Popen | None]:
@@ -50,11 +52,12 @@ async def _register(starting_service: bool) -> dict[str, str] | None:
 
 @app.command()
 def up(
-    port: int = typer.Option(8000, help="Port of the REST API."),
-    prefect_port: int = typer.Option(4200, help="Port of the Prefect server (UI and API)."),
+    port: int = typer.Option(get_settings().api_port, help="Port of the REST API."),
+    prefect_port: int = typer.Option(get_settings().prefect_port, help="Port of the Prefect server (UI and API)."),
 ) -> None:
     """Start everything on 127.0.0.1: Prefect server (unless PREFECT_API_URL is set),
-    blocks and deployments, a warm worker and the API. Ctrl-C stops it all."""
+    blocks and deployments, a warm worker and the API. A worker that dies is started
+    again (its running tasks are marked Crashed by the crash automation); Ctrl-C stops it all."""
     settings = get_settings()
     if "public_url" not in settings.model_fields_set:  # not set by DRAGONFLOW_PUBLIC_URL
         settings.public_url = f"http://127.0.0.1:{port}"
@@ -70,6 +73,7 @@ def up(
         command = [sys.executable, "-m", "deployments.cli"]
         processes.append(subprocess.Popen([*command, "worker"], env=env))
         processes.append(subprocess.Popen([*command, "api", "--port", str(port)], env=env))
+        worker, worker_started = len(processes) - 2, time.monotonic()
         health = f"http://127.0.0.1:{port}/healthz"
         wait_until(lambda: _answers_200(health), "dragonflow API", 120, *processes)
         typer.echo(
@@ -82,12 +86,16 @@ def up(
             ),
         )
         typer.echo("dragonflow is up. Ctrl-C stops it.", err=True)
-        while all(p.poll() is None for p in processes):
+        while True:
+            if processes[worker].poll() is not None and time.monotonic() - worker_started > WORKER_RESTART_AFTER:
+                typer.echo(f"the worker exited ({processes[worker].returncode}): starting another", err=True)
+                processes[worker], worker_started = subprocess.Popen(processes[worker].args, env=env), time.monotonic()
+            if any(p.poll() is not None for p in processes):
+                raise typer.Exit(1)
             try:
                 processes[-1].wait(1)
             except subprocess.TimeoutExpired:
                 pass
-        raise typer.Exit(1)
     except KeyboardInterrupt:
         pass
     finally:
@@ -105,7 +113,7 @@ def _answers_200(url: str) -> bool:
 
 @app.command()
 def api(
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(get_settings().api_port, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
 ) -> None:
     """Serve the REST API alone (against PREFECT_API_URL)."""
@@ -157,7 +165,7 @@ async def _run_task(definition: dict[str, Any]) -> dict[str, Any]:
 def run(
     task_name: str = typer.Argument(..., help="Task name, e.g. image.thumb."),
     params: list[str] = typer.Argument(None, help="Task parameters as key=value."),
-    prefect_port: int = typer.Option(4200, help="Prefect server port when none is configured."),
+    prefect_port: int = typer.Option(get_settings().prefect_port, help="Prefect server port when none is configured."),
 ) -> None:
     """Run one task through Prefect in this process and print its status JSON."""
     from api.errors import ApiError
@@ -203,7 +211,7 @@ def account_create(
         await register_blocks(get_settings())
         return (await create_account(name, **settings)).credentials()
 
-    api_url, server = _prefect_url(get_settings(), 4200)
+    api_url, server = _prefect_url(get_settings(), get_settings().prefect_port)
     try:
         with temporary_settings({PREFECT_API_URL: api_url}):
             typer.echo(json.dumps(asyncio.run(_create())))

@@ -70,6 +70,21 @@ class LocalService:
         self.env["PREFECT_API_URL"] = self.prefect_api
         return self
 
+    def worker_pid(self) -> int:
+        """The process id of the service's warm worker (a child of ``dragonflow up``)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        for pid in children:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2:-1] == [b"worker"]:
+                return int(pid)
+        raise RuntimeError("dragonflow up runs no worker")
+
+    def kill_worker(self) -> int:
+        """SIGKILL the warm worker, as a machine failure would (``up`` starts another);
+        returns its process id."""
+        pid = self.worker_pid()
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
     def __exit__(self, *exc_info: object) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)

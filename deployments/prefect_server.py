@@ -16,6 +16,10 @@ and one at a time, so clients normally never see these 503s; only a request stil
 after ``BUDGET`` seconds gets its 503, with a short ``Retry-After`` so that the client
 comes back soon.
 
+The SQLite patch, the warm worker and the shared suspension observer reach into Prefect's
+private internals: ``require_prefect`` refuses to apply them to any Prefect but
+``PREFECT_PIN``.
+
 Run: ``python -m deployments.prefect_server --host 127.0.0.1 --port 4200``.
 """
 
@@ -28,8 +32,13 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
+import prefect
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flows.settings import get_settings
+
+PREFECT_PIN = "3.8.8"  # the Prefect whose private internals the patches here were written for
 
 RETRY_AFTER = b"0.1"
 # Prefect's answer to a retryable database error (``custom_internal_exception_handler``).
@@ -148,9 +157,20 @@ def _with_retry_after(start: Message) -> Message:
     return {**start, "headers": [*headers, (b"retry-after", RETRY_AFTER)]}
 
 
+def require_prefect(patch: str) -> None:
+    """RuntimeError unless the installed Prefect is ``PREFECT_PIN`` (``patch`` says what
+    relies on its private internals)."""
+    if prefect.__version__ != PREFECT_PIN:
+        raise RuntimeError(
+            f"{patch} patches private internals of Prefect {PREFECT_PIN}, but Prefect"
+            f" {prefect.__version__} is installed: pin prefect=={PREFECT_PIN} or port the patch"
+        )
+
+
 def immediate_sqlite_writes() -> None:
     """Make every write transaction of Prefect's SQLite database BEGIN IMMEDIATE (reads
     outside transactions are unchanged)."""
+    require_prefect("immediate_sqlite_writes (AioSqliteConfiguration.begin_transaction)")
     from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
 
     @asynccontextmanager
@@ -177,7 +197,7 @@ def create_app() -> ASGIApp:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("--port", type=int, default=get_settings().prefect_port)
     args = parser.parse_args()
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5)
 

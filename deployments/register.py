@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import IntervalSchedule
-from prefect.events.actions import ChangeFlowRunState
+from prefect.events.actions import ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
@@ -20,13 +21,17 @@ from prefect.filesystems import LocalFileSystem
 from blocks.account import AccountBlock
 from blocks.storage import STORE_NAMES, StorageBlock
 from deployments.maintenance import expire_files
+from flows.callbacks import send_errback
+from flows.contract.runs import INVALID_PARAMETERS, SURFACE_TAG
 from flows.registry import TASKS
 from flows.settings import Settings
 
 WORKER_TYPE = "dragonflow-warm"
 CRASH_AUTOMATION = "dragonflow: crash runs whose worker died"
+ERRBACK_AUTOMATION = "dragonflow: errback runs that crashed, were cancelled or refused"
 HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY for workers (Prefect's minimum)
-CRASH_AFTER = timedelta(seconds=10 * HEARTBEAT_SECONDS)  # generous: heartbeats can queue under load
+# Ends of a task's run that its flow's code never sees, so never sends the errback of.
+ERRBACK_STATES = ("Crashed", "Cancelled", INVALID_PARAMETERS)
 STORE_EXPIRY_DAYS = {"persistent": 0, "volatile": 7}
 # Prefect's default result storage for the worker's runs. Task flows persist no results,
 # but without a configured block the engine asks the server for its default twice a run.
@@ -102,10 +107,12 @@ async def _deploy(client: PrefectClient, flow: Flow, settings: Settings, **extra
 
 
 async def register_deployments(client: PrefectClient, settings: Settings) -> None:
-    """One deployment per task, named after the task, plus the hourly file expiry."""
+    """One deployment per task, named after the task, the errback sender and the hourly
+    file expiry."""
     await ensure_work_pool(client, settings)
     for spec in TASKS.values():
         await _deploy(client, spec.flow, settings, tags=[spec.name])
+    await _deploy(client, send_errback, settings)
     await _deploy(
         client,
         expire_files,
@@ -118,36 +125,75 @@ async def register_deployments(client: PrefectClient, settings: Settings) -> Non
     )
 
 
-async def ensure_crash_automation(client: PrefectClient) -> None:
-    """Prefect automation: a running task whose heartbeats stop (its worker died) is
-    marked Crashed, so its client gets an ``error`` status instead of waiting forever."""
-    if await client.read_automations_by_name(CRASH_AUTOMATION):
+async def ensure_automation(client: PrefectClient, automation: AutomationCore) -> None:
+    """Create ``automation``, or replace the one of that name when it differs (a setting
+    changed); left alone when it is the same."""
+    existing = await client.read_automations_by_name(automation.name)
+    fields = set(AutomationCore.model_fields)
+    if len(existing) == 1 and existing[0].model_dump(include=fields) == automation.model_dump(include=fields):
         return
+    for old in existing:
+        await client.delete_automation(old.id)
+    await client.create_automation(automation)
+
+
+def crash_automation(settings: Settings) -> AutomationCore:
+    """A running task whose heartbeats stop for ``crash_after_seconds`` (its worker died),
+    or that never sent one after it started, is marked Crashed, so its client gets an
+    ``error`` status instead of waiting forever."""
     final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
-    await client.create_automation(
-        AutomationCore(
-            name=CRASH_AUTOMATION,
-            description="Marks flow runs Crashed when their heartbeats stop.",
-            trigger=EventTrigger(
-                after={"prefect.flow-run.heartbeat"},
-                expect={"prefect.flow-run.heartbeat", *final},
-                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-                for_each={"prefect.resource.id"},
-                posture=Posture.Proactive,
-                threshold=1,
-                within=CRASH_AFTER,
+    return AutomationCore(
+        name=CRASH_AUTOMATION,
+        description="Marks flow runs Crashed when their heartbeats stop.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *final},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=settings.crash_after_seconds),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message="the worker running this task stopped responding"
+                f" (no heartbeat for {settings.crash_after_seconds:g} s)",
+            )
+        ],
+    )
+
+
+def errback_automation(errback_deployment: UUID) -> AutomationCore:
+    """A task's run (it has a ``surface:`` tag) that crashed, was cancelled or was refused
+    for invalid parameters gets its errback from a run of the ``send-errback`` deployment
+    (once per state change: Prefect's action is idempotent per firing)."""
+    return AutomationCore(
+        name=ERRBACK_AUTOMATION,
+        description="Sends the errback of task runs whose flow could not send it.",
+        trigger=EventTrigger(
+            expect={f"prefect.flow-run.{state}" for state in ERRBACK_STATES},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{SURFACE_TAG}*"}
             ),
-            actions=[
-                ChangeFlowRunState(
-                    state=StateType.CRASHED,
-                    message=f"the worker running this task stopped responding (no heartbeat for {CRASH_AFTER.seconds} s)",
-                )
-            ],
-        )
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[
+            RunDeployment(
+                source="selected",
+                deployment_id=errback_deployment,
+                parameters={"flow_run_id": "{{ event.resource.id | replace('prefect.flow-run.', '') }}"},
+            )
+        ],
     )
 
 
 async def register_all(client: PrefectClient, settings: Settings) -> None:
     await register_blocks(settings)
     await register_deployments(client, settings)
-    await ensure_crash_automation(client)
+    await ensure_automation(client, crash_automation(settings))
+    errback = await client.read_deployment_by_name(f"{send_errback.name}/{send_errback.name}")
+    await ensure_automation(client, errback_automation(errback.id))

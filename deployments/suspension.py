@@ -6,7 +6,8 @@ once, and blocks until all of that is up (``prefect._flow_run_suspension``). In 
 that runs many flows in one process, that blocked the shared event loop for ~0.2 s per
 run. ``shared_suspension_observer`` keeps a single ``FlowRunSuspendingObserver`` open for
 the worker's life and hands the engine a context manager that just registers the run
-with it, so suspension still works and costs nothing per run.
+with it, so suspension still works and costs nothing per run. It replaces a private
+function of Prefect's flow engine, so it requires Prefect 3.8.8.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from prefect import flow_engine
 from prefect._flow_run_suspension import FlowRunSuspensionRequest, mark_flow_run_suspension_requested
 from prefect._internal.observers import FlowRunSuspendingObserver
 
+from deployments.prefect_server import require_prefect
+
 
 @asynccontextmanager
 async def shared_suspension_observer() -> AsyncIterator[FlowRunSuspendingObserver]:
     """While open, flow runs started in this process are watched by one shared observer."""
+    require_prefect("shared_suspension_observer (flow_engine.observe_flow_run_suspension)")
     loop = asyncio.get_running_loop()
 
     def on_loop(call: Callable[[UUID], None], flow_run_id: UUID) -> None:

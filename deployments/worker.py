@@ -15,11 +15,22 @@ start-up. Two things keep a small task fast:
 - sharing: one Prefect client and one suspension observer serve every run's engine, and
   Prefect's default result storage is our registered block, so the engine makes no
   per-run connection set-up or server look-ups.
+
+Cancellation (the UI's Cancel sets Cancelling): Prefect 3.8.8's worker only cancels runs
+that have not started, and a stock worker's runs live in a subprocess it kills. Here the
+worker watches Cancelling for the runs it holds (Prefect's cancelling observer, enabled),
+cancels the flow's body (an asyncio task: any ffmpeg child it started is killed with it)
+and the body returns a Cancelled state, which the engine reports as the run's final state
+(cancelling the engine itself would report Crashed).
+
+It overrides private ``BaseWorker`` members, so it requires Prefect 3.8.8.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import importlib
 import logging
 import socket
@@ -34,18 +45,21 @@ from pydantic import TypeAdapter
 from prefect import Flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import WorkerFlowRunResponse
-from prefect.context import AsyncClientContext
+from prefect.context import AsyncClientContext, FlowRunContext
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.filesystems import LocalFileSystem
 from prefect.flow_engine import run_flow
 from prefect.settings import (
     PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK,
+    PREFECT_WORKER_ENABLE_CANCELLATION,
     PREFECT_WORKER_QUERY_SECONDS,
     temporary_settings,
 )
+from prefect.states import Cancelled
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
+from deployments.prefect_server import require_prefect
 from deployments.register import RESULTS_BLOCK, RESULTS_BLOCK_NAME, WORKER_TYPE
 from deployments.suspension import shared_suspension_observer
 from flows.settings import get_settings
@@ -73,6 +87,29 @@ def load_entrypoint(entrypoint: str) -> Flow[..., Any]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def cancellable(flow: Flow[..., Any], bodies: dict[UUID, asyncio.Task[Any]], message: str) -> Flow[..., Any]:
+    """A copy of async ``flow`` whose body runs as its own asyncio task, kept in ``bodies``
+    under the run's id while it runs: cancelling that task ends the run Cancelled."""
+    body = flow.fn
+
+    @functools.wraps(body)
+    async def run_body(*args: Any, **kwargs: Any) -> Any:
+        run_id = FlowRunContext.get().flow_run.id
+        bodies[run_id] = task = asyncio.ensure_future(body(*args, **kwargs))
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # the worker itself is stopping
+                raise
+            return Cancelled(message=message)
+        finally:
+            bodies.pop(run_id, None)
+
+    wrapped = copy.copy(flow)
+    wrapped.fn = run_body
+    return wrapped
+
+
 class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResult]):
     """Runs each claimed flow run as a task of this process's event loop."""
 
@@ -82,16 +119,19 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
     _description = "Runs dragonflow flow runs in a long-lived, warm Python process."
 
     def __init__(self, *args: Any, **kwargs: Any):
+        require_prefect("the warm worker (BaseWorker private members)")
         super().__init__(*args, **kwargs)
         self._flows: dict[UUID, Flow[..., Any]] = {}
-        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._bodies: dict[UUID, asyncio.Task[Any]] = {}
         self._wake = asyncio.Event()
 
     async def _flow_for(self, flow_run: FlowRun) -> Flow[..., Any]:
         deployment_id = flow_run.deployment_id
         if deployment_id not in self._flows:
             deployment = await self.client.read_deployment(deployment_id)
-            self._flows[deployment_id] = load_entrypoint(deployment.entrypoint)
+            self._flows[deployment_id] = cancellable(
+                load_entrypoint(deployment.entrypoint), self._bodies, f"stopped by worker {self.name}"
+            )
         return self._flows[deployment_id]
 
     async def _get_scheduled_flow_runs(self) -> list[WorkerFlowRunResponse]:
@@ -123,6 +163,8 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
         """Claim the run (Pending) and run it here; replaces the stock subprocess launch."""
         try:
             if await self._propose_pending_state(flow_run):
+                if self._cancelling_observer is not None:
+                    self._cancelling_observer.add_in_flight_flow_run_id(flow_run.id)
                 await self.run(flow_run)
         except Exception as exc:
             self.get_flow_run_logger(flow_run).exception("The warm worker could not run this flow run")
@@ -142,24 +184,21 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
     ) -> WarmWorkerResult:
         """Run ``flow_run`` with Prefect's flow engine in this process."""
         flow = await self._flow_for(flow_run)
-        identifier = f"{socket.gethostname()}:{flow_run.id}"
-        with anyio.CancelScope() as scope:
-            self._scopes[identifier] = scope
-            if task_status is not None:
-                task_status.started(identifier)
-            try:
-                await run_flow(flow, flow_run=flow_run, return_type="state")
-            finally:
-                self._scopes.pop(identifier, None)
-        return WarmWorkerResult(identifier=identifier, status_code=0)
+        if task_status is not None:
+            task_status.started(str(flow_run.id))
+        await run_flow(flow, flow_run=flow_run, return_type="state")
+        return WarmWorkerResult(identifier=str(flow_run.id), status_code=0)
 
-    async def kill_infrastructure(
-        self, infrastructure_pid: str, configuration: BaseJobConfiguration, grace_seconds: int = 30
-    ) -> None:
-        """Cancel the in-process run (never the worker process itself)."""
-        scope = self._scopes.get(infrastructure_pid)
-        if scope is not None:
-            scope.cancel()
+    async def _cancel_run(self, flow_run_id: UUID) -> None:
+        """A run this worker holds went Cancelling: cancel its flow's body, which ends the
+        run Cancelled. A run whose body has not started is left to Prefect's worker (it
+        marks a pending run Cancelled)."""
+        body = self._bodies.get(flow_run_id)
+        if body is None:
+            await super()._cancel_run(flow_run_id)
+        else:
+            self._logger.info("cancelling flow run %s", flow_run_id)
+            body.cancel()
 
     async def listen_for_scheduled_runs(self) -> None:
         """Wake the pickup loop whenever Prefect says a run was scheduled (or awaits a retry)."""
@@ -202,7 +241,11 @@ async def serve_worker(name: str | None = None) -> None:
     # One Prefect client for every run's engine (no CA bundle, CSRF and version check per
     # run) and one suspension observer for every run (see deployments/suspension.py).
     async with AsyncClientContext.get_or_create(), shared_suspension_observer():
-        overrides = {PREFECT_WORKER_QUERY_SECONDS: settings.worker_poll_seconds, **await result_storage_settings()}
+        overrides = {
+            PREFECT_WORKER_QUERY_SECONDS: settings.worker_poll_seconds,
+            PREFECT_WORKER_ENABLE_CANCELLATION: True,
+            **await result_storage_settings(),
+        }
         with temporary_settings(overrides):
             worker = WarmWorker(
                 work_pool_name=settings.work_pool,

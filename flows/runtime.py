@@ -4,7 +4,9 @@ A task flow is ``async def name(params: XParams, account: str = LOCAL_ACCOUNT)``
 decorator turns it into a Prefect flow whose run is named by the task key, gives it a
 scratch directory that is always removed, turns a ``TaskError`` into a Failed state with
 the client-facing message, records the result as a ``result`` artifact (what the API
-reads) and calls ``url_callback``/``url_errback`` once the final state is set.
+reads) and, as its last task, sends the status it ends with to ``url_callback`` (or
+``url_errback`` on failure). Runs that never get there (crashed, cancelled, refused for
+invalid parameters) get their errback from an automation (``flows/callbacks.py``).
 """
 
 import functools
@@ -18,14 +20,14 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 
 from flows.contract.keys import key_for
 from flows.contract.runs import record_result
 from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.settings import get_settings
-from flows.steps.notify import notify_hook
+from flows.steps.notify import send_status
 
 LOCAL_ACCOUNT = "local"
 PROGRESS_INTERVAL = 0.5
@@ -94,11 +96,20 @@ def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
                 value = await fn(params, account)
             except TaskError as exc:
                 get_run_logger().error("%s", exc)
-                return Failed(message=str(exc))
+                failed = Failed(message=str(exc))
+            except Exception as exc:
+                get_run_logger().exception("task failed")
+                failed = Failed(message=f"{type(exc).__name__}: {exc}")
+            else:
+                failed = None
             finally:
                 _scope.reset(token)
                 shutil.rmtree(work_dir, ignore_errors=True)
+            if failed is not None:
+                await send_status(run_id, params.url_errback, "errback", failed)
+                return failed
             await record_result(value)
+            await send_status(run_id, params.url_callback, "callback", Completed())
             return value
 
         return flow(
@@ -106,9 +117,6 @@ def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
             flow_run_name=_run_name,
             persist_result=False,
             validate_parameters=True,
-            on_completion=[notify_hook],
-            on_failure=[notify_hook],
-            on_crashed=[notify_hook],
         )(run)
 
     return decorate

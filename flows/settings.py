@@ -42,10 +42,15 @@ class Settings(BaseSettings):
     tool_timeout_per_second: float = Field(4.0, ge=0, description="Extra ffmpeg time allowed per second of media.")
     probe_timeout: float = Field(60.0, gt=0, description="Seconds ffprobe or a single-frame grab may take.")
     crash_after_seconds: float = Field(
-        300.0, ge=30, description="A running task whose worker sent no heartbeat for this long is marked Crashed."
+        300.0,
+        ge=30,
+        description="A running task whose worker sent no heartbeat for this long is marked Crashed"
+        " (workers send one every 30 s: keep it well above that).",
     )
     step_tasks: bool = Field(True, description="Run each step of a task as a Prefect task (seen in the UI's run page).")
     worker_limit: int = Field(8, description="Flow runs one warm worker runs at once.")
+    api_port: int = Field(8000, description="Port of the REST API started by `dragonflow up` / `dragonflow api`.")
+    prefect_port: int = Field(4200, description="Port of the SQLite Prefect server the CLI starts when none is configured.")
     worker_poll_seconds: float = Field(
         2.0, description="Fallback poll interval of the warm worker (it picks runs up on Prefect events)."
     )

@@ -22,7 +22,8 @@ from blocks.storage import STORE_NAMES, StorageBlock
 from flows.errors import FetchError
 from flows.settings import Settings
 from flows.steps import sources
-from flows.steps.fetch import check_url_allowed, fetch
+from flows.steps.fetch import fetch
+from flows.steps.sources import check_url_allowed
 
 BLOB = os.urandom(200_000)
 LIMIT = 10_000

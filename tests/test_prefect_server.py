@@ -184,3 +184,29 @@ async def test_bulk_creates_not_refused_while_other_writes_commit(service):
             finally:
                 ids = [r["flow_run_id"] for r in results if r["flow_run_id"]] + [str(r.id) for r in answers[3:]]
                 await asyncio.gather(*[client.delete_flow_run(i) for i in ids])
+
+
+async def test_patches_refuse_another_prefect(monkeypatch):
+    """The SQLite patch, the suspension observer and the warm worker rely on Prefect 3.8.8's
+    private internals: with another Prefect they refuse to start, naming the pin."""
+    import prefect
+
+    from deployments.suspension import shared_suspension_observer
+    from deployments.worker import WarmWorker
+
+    monkeypatch.setattr(prefect, "__version__", "3.9.0")
+    for apply in (
+        prefect_server.immediate_sqlite_writes,
+        lambda: WarmWorker(work_pool_name="nowhere"),
+    ):
+        try:
+            apply()
+        except RuntimeError as exc:
+            assert "3.8.8" in str(exc) and "3.9.0" in str(exc)
+        else:
+            raise AssertionError("a patch was applied to another Prefect")
+    try:
+        async with shared_suspension_observer():
+            raise AssertionError("the suspension observer was patched into another Prefect")
+    except RuntimeError as exc:
+        assert "pin prefect==3.8.8" in str(exc)

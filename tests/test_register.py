@@ -31,3 +31,26 @@ async def test_default_storage_follows_the_api_address_edited_storage_is_kept(se
         finally:
             block.public_url = current
             await block.asave("persistent", overwrite=True)
+
+
+async def test_automations_follow_the_settings(service):
+    """Registering again keeps the automations as they are; a changed crash timeout
+    replaces the crash automation (one of each name, always)."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.register import CRASH_AUTOMATION, ERRBACK_AUTOMATION, crash_automation, ensure_automation
+
+    settings = Settings(home=Path(service.env["DRAGONFLOW_HOME"]))
+    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+        async with get_client() as client:
+            errback = await client.read_automations_by_name(ERRBACK_AUTOMATION)
+            assert len(errback) == 1 and errback[0].trigger.posture.value == "Reactive"
+            [before] = await client.read_automations_by_name(CRASH_AUTOMATION)
+            await ensure_automation(client, crash_automation(settings))
+            assert [a.id for a in await client.read_automations_by_name(CRASH_AUTOMATION)] == [before.id]
+            try:
+                await ensure_automation(client, crash_automation(Settings(crash_after_seconds=45)))
+                [changed] = await client.read_automations_by_name(CRASH_AUTOMATION)
+                assert changed.id != before.id and changed.trigger.within.total_seconds() == 45
+            finally:
+                await ensure_automation(client, crash_automation(settings))

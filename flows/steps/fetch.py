@@ -20,10 +20,9 @@ import httpx
 
 from flows.errors import FetchError
 from flows.settings import Settings, get_settings
-from flows.steps.sources import SOURCES, Source, check_url_allowed, send_pinned, tls_context
+from flows.steps.sources import SOURCES, Source
 from flows.steps.step import step, step_log
 
-__all__ = ["fetch", "check_url_allowed", "send_pinned", "tls_context"]  # notify imports the last three
 
 
 def url_file_name(url: str) -> str:
