@@ -1,23 +1,30 @@
-"""The FastAPI application: Stupeflix v2 routes, stored files, health."""
+"""The FastAPI application: Stupeflix v1 and v2 routes, storage API, stored files, health."""
 
 from __future__ import annotations
 
+import re
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectHTTPStatusError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import files, storage
 from api.auth import Accounts
 from api.cors import AccountCORS
-from api.routes import tasks_router
-from api.errors import ApiError, api_error_handler, unavailable
+from api.errors import (
+    ApiError, api_error_handler, http_error_handler, internal_error_handler, unavailable, validation_error_handler,
+)
+from api.routes import create_request_schemas, tasks_router
 from api.tasks import TaskService
 from api.watcher import RunWatcher
+from blocks.meta import LOGO_PATH, logo_png
 from blocks.storage import STORE_NAMES, load_store
 from flows.settings import get_settings
 
@@ -36,6 +43,23 @@ async def lifespan(app: FastAPI):
             await watcher.stop()
 
 
+class CollapseSlashes:
+    """Serve ``//v2/create`` and ``/v2//status`` as ``/v2/create`` and ``/v2/status``
+    (real clients double a slash when they join a base URL and a path)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            scope = {
+                **scope,
+                "path": re.sub("/{2,}", "/", scope["path"]),
+                "raw_path": re.sub(b"/{2,}", b"/", scope.get("raw_path") or scope["path"].encode()),
+            }
+        await self.app(scope, receive, send)
+
+
 async def prefect_down_handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code < 500:
         raise exc
@@ -49,6 +73,9 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, internal_error_handler)
     for exc_type in (httpx.TransportError, PrefectHTTPStatusError):
         app.add_exception_handler(exc_type, prefect_down_handler)
     for version in ("v1", "v2"):
@@ -56,6 +83,16 @@ def create_app() -> FastAPI:
     app.include_router(files.router)
     app.include_router(storage.router)
     app.add_middleware(AccountCORS, accounts=lambda: getattr(app.state, "accounts", None))
+    app.add_middleware(CollapseSlashes)
+    openapi = app.openapi
+
+    def openapi_with_task_schemas() -> dict[str, Any]:
+        """The OpenAPI document, with the create request's schema per task (registry)."""
+        if app.openapi_schema is None:
+            openapi().setdefault("components", {}).setdefault("schemas", {}).update(create_request_schemas())
+        return app.openapi_schema
+
+    app.openapi = openapi_with_task_schemas
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
@@ -74,6 +111,11 @@ def create_app() -> FastAPI:
         report["workers"] = workers
         healthy = problem is None and bool(workers)
         return JSONResponse(report, status_code=200 if healthy else 503)
+
+    @app.get(LOGO_PATH, include_in_schema=False)
+    async def block_logo() -> Response:
+        """The logo the Prefect UI shows for dragonflow blocks."""
+        return Response(logo_png(), media_type="image/png")
 
     @app.get("/storage/{store}/{path:path}", include_in_schema=False)
     async def stored_file(store: str, path: str) -> FileResponse:

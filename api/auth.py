@@ -64,26 +64,32 @@ class Accounts:
             account = await self._find(kind, value)
         return account
 
+    async def credential(self, request: Request, body: dict[str, Any]) -> tuple[str, str]:
+        """(``secret`` or ``api_key``, value) from the Authorization header (``Secret X``,
+        ``Api-Key X``, or a bare value, as real clients send it), the body or the query."""
+        header = request.headers.get("authorization", "").strip()
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "secret":
+            return "secret", token.strip()
+        if scheme.lower() == "api-key":
+            return "api_key", token.strip()
+        if header and not token:
+            if await self.lookup("secret", header) is None and await self.lookup("api_key", header) is not None:
+                return "api_key", header
+            return "secret", header
+        for kind in ("secret", "api_key"):
+            if value := body.get(kind) or request.query_params.get(kind):
+                return kind, str(value)
+        return "secret", ""
+
     async def authenticate(self, request: Request, body: dict[str, Any]) -> AccountBlock:
         """The account a request is made for, or 401."""
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        secret = body.get("secret") or request.query_params.get("secret")
-        api_key = body.get("api_key") or request.query_params.get("api_key")
-        if scheme.lower() == "secret":
-            secret = token.strip()
-        elif scheme.lower() == "api-key":
-            api_key = token.strip()
-        if secret:
-            account = await self.lookup("secret", str(secret))
-            if account is None:
-                raise unauthorized("invalid secret key")
-            return account
-        if api_key:
-            account = await self.lookup("api_key", str(api_key))
-            if account is None:
-                raise unauthorized("invalid api key")
-            if not referrer_allowed(request.headers.get("referer"), account.referrers):
-                raise unauthorized("the Referer of this request is not in the account's whitelist")
-            return account
-        raise unauthorized("credentials are missing: pass a secret key or an api key")
+        kind, value = await self.credential(request, body)
+        if not value:
+            raise unauthorized("credentials are missing: pass a secret key or an api key")
+        account = await self.lookup(kind, value)
+        if account is None:
+            raise unauthorized("invalid secret key" if kind == "secret" else "invalid api key")
+        if kind == "api_key" and not referrer_allowed(request.headers.get("referer"), account.referrers):
+            raise unauthorized("the Referer of this request is not in the account's whitelist")
+        return account

@@ -50,8 +50,10 @@ async def wait_and_redirect(request: Request, key: str, account: str, filename: 
 
 
 async def create_file(request: Request, task: Any, filename: str | None, credentials: dict[str, Any]):
-    definition = check_definitions(task)[0]
     account = await request.app.state.accounts.authenticate(request, credentials)
+    if task is None:
+        raise bad_request("task", "task is missing")
+    definition = check_definitions(task)[0]
     pick_output(definition["task_name"], filename)
     run_ids = await request.app.state.tasks.create([definition], account, version="v1")
     return await wait_and_redirect(request, key_for(run_ids[0]), account.name, filename)
@@ -72,9 +74,7 @@ async def create_file_get(request: Request, filename: str | None = None):
 async def create_file_post(request: Request, filename: str | None = None):
     """Create ``{"task": {...}}``, wait, and redirect to its output file."""
     body = await read_body(request)
-    if "task" not in body:
-        raise bad_request("task", "task is missing")
-    return await create_file(request, body["task"], filename, body)
+    return await create_file(request, body.get("task"), filename, body)
 
 
 @router.get("/file")
@@ -82,7 +82,7 @@ async def create_file_post(request: Request, filename: str | None = None):
 async def file_get(request: Request, filename: str | None = None):
     """Wait for the existing task ``?task=KEY`` and redirect to its output file."""
     params = dict(request.query_params)
+    account = await request.app.state.accounts.authenticate(request, params)
     if not params.get("task"):
         raise bad_request("task", "task is missing", location="query")
-    account = await request.app.state.accounts.authenticate(request, params)
     return await wait_and_redirect(request, params["task"], account.name, filename)

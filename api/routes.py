@@ -4,17 +4,53 @@ their streaming variants. The versions differ only in defaults and where errors 
 from __future__ import annotations
 
 import json
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Literal, Union
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, create_model
+from pydantic.json_schema import models_json_schema
 
 from api.errors import bad_request
-from flows.contract.keys import key_for
 from api.tasks import check_definitions
+from flows.contract.keys import key_for
+from flows.registry import TASKS
 
 TRUE = {"1", "true", "yes", "on"}
 NDJSON = "application/x-ndjson"
+SCHEMA_REF = "#/components/schemas/{model}"
+CREATE_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": SCHEMA_REF.format(model="CreateRequest")}}},
+}
+
+
+@cache
+def create_request_schemas() -> dict[str, Any]:
+    """JSON schemas of the create request body (``CreateRequest``) and of each task's
+    definition (one per registry entry, told apart by ``task_name``), for /docs."""
+    definitions = tuple(
+        create_model(
+            "".join(part.capitalize() for part in name.split(".")) + "Task",  # image.thumb: ImageThumbTask
+            __base__=spec.params,
+            __doc__=spec.flow.description or spec.params.__doc__,
+            task_name=(Literal[name], Field(description="The task to run.")),
+        )
+        for name, spec in TASKS.items()
+    )
+    Task = Annotated[Union[definitions], Field(discriminator="task_name")]
+
+    class CreateRequest(BaseModel):
+        """Tasks to queue, with the account's credentials (or an ``Authorization`` header)."""
+
+        tasks: Task | list[Task] = Field(description="One task definition or a list of them.")
+        secret: str | None = Field(None, description="The account's secret key.")
+        api_key: str | None = Field(None, description="The account's api key (with a whitelisted Referer).")
+        block: bool = Field(False, description="Answer once every task has ended.")
+
+    _, schema = models_json_schema([(CreateRequest, "validation")], ref_template=SCHEMA_REF)
+    return schema["$defs"]
 
 
 async def read_body(request: Request) -> dict[str, Any]:
@@ -68,7 +104,7 @@ def tasks_router(version: str) -> APIRouter:
     """The task methods of one API version."""
     router = APIRouter(prefix=f"/{version}", tags=[version])
 
-    @router.post("/create")
+    @router.post("/create", openapi_extra={"requestBody": CREATE_BODY})
     async def create(request: Request) -> list[dict[str, Any]]:
         """Queue one or more tasks; their statuses in request order (``block``: when done)."""
         body = await read_body(request)
@@ -77,7 +113,7 @@ def tasks_router(version: str) -> APIRouter:
             keys, account, version=version, block=as_bool(body.get("block"))
         )
 
-    @router.post("/create_stream")
+    @router.post("/create_stream", openapi_extra={"requestBody": CREATE_BODY})
     async def create_stream(request: Request) -> StreamingResponse:
         """Queue tasks and stream their statuses as newline-delimited JSON."""
         body = await read_body(request)

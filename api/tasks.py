@@ -20,6 +20,7 @@ from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterExpectedStartTime,
+    FlowRunFilterIdempotencyKey,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
@@ -33,14 +34,13 @@ from pydantic import ValidationError
 from api.errors import bad_request, unauthorized
 from flows.contract.keys import key_for, run_id_for
 from flows.contract.runs import (
-    ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, RunView, account_of, read_runs, run_tags,
+    ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, RunView, account_of, read_runs, run_tags, task_name_of,
 )
 from flows.contract.stupeflix import stupeflix_status, unknown_status
 from api.watcher import RunWatcher
 from blocks.account import AccountBlock
 from flows.params import parameter_errors
 from flows.registry import TASKS
-from flows.steps.notify import post_status
 
 logger = logging.getLogger("dragonflow.tasks")
 RESERVED = {"task_name", "secret", "api_key"}
@@ -48,8 +48,6 @@ BULK_CREATE = 100  # Prefect's limit for one bulk create
 BULK_ATTEMPTS = 10
 PATIENCE = 120.0
 T = TypeVar("T")
-IDEMPOTENCY_TAG = "idempotency:"
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 V1_STORE = {"type": "volatile"}
 _ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
@@ -97,14 +95,21 @@ async def with_patience(call: Callable[[], Awaitable[T]], budget: float = PATIEN
 
 @dataclass
 class Planned:
-    """One task definition ready to create: its run's parameters and tags, or why its
-    parameters are invalid."""
+    """One task definition ready to create: its run's parameters, tags and idempotency
+    key, or why its parameters are invalid."""
 
     task_name: str
     raw: dict[str, Any]
     tags: list[str]
+    idempotency_key: str | None = None
     parameters: dict[str, Any] | None = None
     error: ValidationError | None = None
+
+
+def prefect_idempotency_key(account: str, key: str | None, index: int) -> str | None:
+    """The Prefect flow-run idempotency key of a request's ``index``-th task, for a request
+    made with ``Idempotency-Key: key`` (Prefect keeps one run per flow and key)."""
+    return f"{account}:{hashlib.sha256(key.encode()).hexdigest()[:32]}#{index}" if key else None
 
 
 def is_final(run: FlowRun) -> bool:
@@ -119,7 +124,6 @@ class TaskService:
         self.watcher = watcher
         self._deployments: dict[str, UUID] = {}
         self._create_lock = asyncio.Lock()
-        self._errbacks: set[asyncio.Task] = set()
 
     async def deployment_id(self, task_name: str) -> UUID:
         if task_name not in self._deployments:
@@ -127,18 +131,23 @@ class TaskService:
             self._deployments[task_name] = deployment.id
         return self._deployments[task_name]
 
-    def plan(self, definition: dict[str, Any], account: str, version: str, tags: list[str]) -> Planned:
+    def plan(
+        self, definition: dict[str, Any], account: str, version: str, idempotency_key: str | None = None
+    ) -> Planned:
         """What to create for one task definition (parameters validated here)."""
         spec = TASKS[definition["task_name"]]
         raw = with_version_defaults(definition, version)
-        tags = [*run_tags(spec.name, account, version), *tags]
+        errback = isinstance(raw.get("url_errback"), str)
+        planned = Planned(spec.name, raw, run_tags(spec.name, account, version, errback=errback), idempotency_key)
         try:
             params = spec.params.model_validate(raw).model_dump(mode="json")
         except ValidationError as exc:
-            return Planned(spec.name, raw, tags, error=exc)
-        return Planned(spec.name, raw, tags, {"params": params, "account": account})
+            planned.error = exc
+        else:
+            planned.parameters = {"params": params, "account": account}
+        return planned
 
-    async def create_runs(self, plans: list[Planned], account: str, version: str) -> tuple[list[UUID], list[FlowRun]]:
+    async def create_runs(self, plans: list[Planned], account: str) -> tuple[list[UUID], list[FlowRun]]:
         """Run ids in ``plans`` order, and the runs Prefect answered with in full.
 
         Tasks of one kind are created together (Prefect's bulk create, one transaction per
@@ -150,7 +159,7 @@ class TaskService:
         for index, plan in enumerate(plans):
             if plan.error is not None:
                 deployment_id = await self.deployment_id(plan.task_name)
-                ids[index] = (await self._create_invalid(deployment_id, plan, account, version)).id
+                ids[index] = (await self._create_invalid(deployment_id, plan, account)).id
             else:
                 by_task.setdefault(plan.task_name, []).append(index)
         for task_name, indexes in by_task.items():
@@ -169,15 +178,16 @@ class TaskService:
     async def create_one(self, definition: dict[str, Any], account: str, *, state: State | None = None) -> FlowRun:
         """Queue one task in ``state`` (default Scheduled; ``dragonflow run`` claims its run
         with Pending); invalid parameters give a run that is already ``error``."""
-        plan = self.plan(definition, account, "v2", [])
+        plan = self.plan(definition, account, "v2")
         deployment_id = await self.deployment_id(plan.task_name)
         if plan.error is not None:
-            return await self._create_invalid(deployment_id, plan, account, "v2")
+            return await self._create_invalid(deployment_id, plan, account)
         return await self._create(deployment_id, plan, state)
 
     async def _create(self, deployment_id: UUID, plan: Planned, state: State | None = None) -> FlowRun:
         return await with_patience(lambda: self.client.create_flow_run_from_deployment(
-            deployment_id, parameters=plan.parameters, tags=plan.tags, state=state
+            deployment_id, parameters=plan.parameters, tags=plan.tags, state=state,
+            idempotency_key=plan.idempotency_key,
         ))
 
     async def _bulk_create(
@@ -192,7 +202,12 @@ class TaskService:
         has no method for this endpoint."""
         pending = indexes
         for attempt in range(BULK_ATTEMPTS):
-            runs = [DeploymentFlowRunCreate(parameters=plans[i].parameters, tags=plans[i].tags) for i in pending]
+            runs = [
+                DeploymentFlowRunCreate(
+                    parameters=plans[i].parameters, tags=plans[i].tags, idempotency_key=plans[i].idempotency_key
+                )
+                for i in pending
+            ]
             response = await with_patience(lambda: self.client.request(
                 "POST", "/deployments/{id}/create_flow_run/bulk", path_params={"id": deployment_id},
                 json=[run.model_dump(mode="json", exclude_unset=True) for run in runs],
@@ -211,22 +226,18 @@ class TaskService:
             pending = refused
             await asyncio.sleep(0.02 * (attempt + 1))
 
-    async def _create_invalid(self, deployment_id: UUID, plan: Planned, account: str, version: str) -> FlowRun:
-        """A run recorded as failed at once, so the client gets a key and an error status."""
+    async def _create_invalid(self, deployment_id: UUID, plan: Planned, account: str) -> FlowRun:
+        """A run recorded as failed at once, so the client gets a key and an error status
+        (its errback is sent by the automation for failed runs)."""
         error = {"parameters": parameter_errors(plan.error)}
-        run = await self.client.create_flow_run_from_deployment(
+        run = await with_patience(lambda: self.client.create_flow_run_from_deployment(
             deployment_id,
             parameters={"params": plan.raw, "account": account},
             tags=plan.tags,
             state=Failed(name=INVALID_PARAMETERS, message=json.dumps(error)),
-        )
-        await self.client.set_flow_run_name(run.id, key_for(run.id))
-        if isinstance(plan.raw.get("url_errback"), str):
-            found = await read_runs(self.client, [run.id])
-            status = stupeflix_status(found[run.id], version=version)
-            task = asyncio.create_task(post_status(plan.raw["url_errback"], status))
-            self._errbacks.add(task)  # keep a reference until it is sent
-            task.add_done_callback(self._errbacks.discard)
+            idempotency_key=plan.idempotency_key,
+        ))
+        await with_patience(lambda: self.client.set_flow_run_name(run.id, key_for(run.id)))
         return run
 
     async def check_limits(self, account: AccountBlock, count: int) -> None:
@@ -254,23 +265,17 @@ class TaskService:
                     f"account limits reached: {today} tasks in the last 24 h, limit {account.max_per_day}"
                 )
 
-    async def _repeated(self, account: str, tag: str) -> list[UUID] | None:
-        """Run ids created by the same idempotent request in the last 24 h, in request order
-        (read page by page: Prefect answers at most ``MAX_READ`` runs a call)."""
-        same_request = FlowRunFilter(
-            tags=FlowRunFilterTags(all_=[ACCOUNT_TAG + account, tag]),
-            expected_start_time=FlowRunFilterExpectedStartTime(after_=datetime.now(timezone.utc) - IDEMPOTENCY_WINDOW),
-        )
-        runs: list[FlowRun] = []
-        while page := await self.client.read_flow_runs(flow_run_filter=same_request, offset=len(runs), limit=MAX_READ):
-            runs += page
-            if len(page) < MAX_READ:
-                break
-
-        def index(run: FlowRun) -> int:
-            return next(int(t.rsplit("#", 1)[1]) for t in run.tags if t.startswith(tag + "#"))
-
-        return [run.id for run in sorted(runs, key=index)] or None
+    async def repeated(self, plans: list[Planned]) -> dict[str, UUID]:
+        """Idempotency key -> run id, for the plans a previous request already created."""
+        wanted = {p.idempotency_key: p.task_name for p in plans if p.idempotency_key}
+        keys, found = list(wanted), {}
+        for start in range(0, len(keys), BULK_CREATE):
+            same_keys = FlowRunFilterIdempotencyKey(any_=keys[start : start + BULK_CREATE])
+            runs = await self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(idempotency_key=same_keys), limit=MAX_READ
+            )
+            found.update({r.idempotency_key: r.id for r in runs if task_name_of(r) == wanted[r.idempotency_key]})
+        return found
 
     async def create(
         self,
@@ -280,25 +285,23 @@ class TaskService:
         version: str = "v2",
         idempotency_key: str | None = None,
     ) -> list[UUID]:
-        """Queue tasks; run ids in request order. A repeated ``idempotency_key`` within 24 h
-        returns the first request's tasks instead of queuing again."""
-        tag = None
-        if idempotency_key:
-            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
-            tag = IDEMPOTENCY_TAG + digest
-            repeated = await self._repeated(account.name, tag)
-            if repeated:
-                return repeated
-        await self.check_limits(account, len(definitions))
+        """Queue tasks; run ids in request order. With an ``idempotency_key``, a repeated
+        request answers the runs the first one created (Prefect's flow-run idempotency
+        keys: one run per key for as long as the run exists, even for concurrent repeats)."""
         plans = [
-            self.plan(d, account.name, version, [tag, f"{tag}#{i}"] if tag else [])
+            self.plan(d, account.name, version, prefect_idempotency_key(account.name, idempotency_key, i))
             for i, d in enumerate(definitions)
         ]
-        async with self._create_lock:  # one writer at a time: SQLite answers concurrent writes with retries
-            ids, answered = await self.create_runs(plans, account.name, version)
-        if self.watcher:  # these need no read back for the first status answer
-            self.watcher.remember(answered)
-        return ids
+        async with self._create_lock:  # one writer at a time; limits counted with no create in flight
+            done = await self.repeated(plans)
+            todo = [p for p in plans if p.idempotency_key not in done]
+            if todo:
+                await self.check_limits(account, len(todo))
+            created, answered = await self.create_runs(todo, account.name)
+        if self.watcher:  # new runs need no read back for the first status answer
+            self.watcher.remember([r for r in answered if r.state.is_scheduled() and not r.run_count])
+        new = iter(created)
+        return [done[p.idempotency_key] if p.idempotency_key in done else next(new) for p in plans]
 
     async def read(self, keys: list[str], account: str) -> dict[str, RunView]:
         """key -> run view for the keys that name a run of ``account``."""

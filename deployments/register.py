@@ -18,11 +18,11 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.filesystems import LocalFileSystem
 
-from blocks.account import AccountBlock
+from blocks import BLOCKS
 from blocks.storage import STORE_NAMES, StorageBlock
 from deployments.maintenance import expire_files
 from flows.callbacks import send_errback
-from flows.contract.runs import INVALID_PARAMETERS, SURFACE_TAG
+from flows.contract.runs import ERRBACK_TAG, INVALID_PARAMETERS
 from flows.registry import TASKS
 from flows.settings import Settings
 
@@ -46,7 +46,7 @@ def store_url(settings: Settings, name: str) -> str:
 
 async def register_blocks(settings: Settings) -> None:
     """Block types, and the storage documents unless an operator already made them."""
-    for block_class in (StorageBlock, AccountBlock):
+    for block_class in BLOCKS:
         await block_class.aregister_type_and_schema()
     for name in STORE_NAMES:
         try:
@@ -165,7 +165,7 @@ def crash_automation(settings: Settings) -> AutomationCore:
 
 
 def errback_automation(errback_deployment: UUID) -> AutomationCore:
-    """A task's run (it has a ``surface:`` tag) that crashed, was cancelled or was refused
+    """A task's run with a ``url_errback`` (tagged ``errback``) that crashed, was cancelled or was refused
     for invalid parameters gets its errback from a run of the ``send-errback`` deployment
     (once per state change: Prefect's action is idempotent per firing)."""
     return AutomationCore(
@@ -175,7 +175,7 @@ def errback_automation(errback_deployment: UUID) -> AutomationCore:
             expect={f"prefect.flow-run.{state}" for state in ERRBACK_STATES},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             match_related=ResourceSpecification(
-                {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{SURFACE_TAG}*"}
+                {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{ERRBACK_TAG}"}
             ),
             posture=Posture.Reactive,
             threshold=1,

@@ -3,7 +3,7 @@
 A Prefect automation (``deployments/register.py``) runs this flow's deployment when a
 task's run is Crashed (its worker died), Cancelled, or refused for invalid parameters
 (created already Failed, named ``InvalidParameters``). It is not a task: no registry
-entry, no ``surface:`` tag, so it never triggers an errback of its own.
+entry, no ``errback`` tag, so it never triggers an errback of its own.
 """
 
 from __future__ import annotations

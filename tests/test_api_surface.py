@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -310,3 +311,95 @@ def test_status_of_more_keys_than_a_prefect_page(service):
     assert [s["key"] for s in statuses] == keys
     assert all(s["error"] == "unknown task key" for s in statuses[:-1])
     assert statuses[-1]["result"] == "Hello paged"
+
+
+def account_runs(service, account: str) -> int:
+    """How many flow runs the account has on the Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+        with get_client(sync_client=True) as client:
+            return client.count_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"account:{account}"]))
+            )
+
+
+def concurrently(count: int, call) -> list[httpx.Response]:
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: call(), range(count)))
+
+
+def test_concurrent_idempotent_repeats_create_the_runs_once(service):
+    account = json.loads(service.cli("account", "create", "idem-race").stdout)
+    tasks = [{"task_name": "hello", "name": "a"}, {"task_name": "hello"}, {"task_name": "hello", "name": "b"}]
+    body = {"secret": account["secret"], "tasks": tasks}
+    answers = concurrently(6, lambda: httpx.post(
+        service.api + "/v2/create", json=body, headers={"Idempotency-Key": "race-1"}, timeout=60
+    ))
+    assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+    keys = [[s["key"] for s in r.json()] for r in answers]
+    assert all(k == keys[0] for k in keys) and len(set(keys[0])) == 3
+    assert account_runs(service, "idem-race") == 3
+    # the same key from another account is another request
+    other = service.http.post("/v2/create", json={**body, "secret": service.account["secret"]},
+                              headers={"Idempotency-Key": "race-1"}).json()
+    assert not {s["key"] for s in other} & set(keys[0])
+
+
+def test_idempotent_create_then_details_and_v1_file(service, media):
+    """Extra idempotency data on a run must not hide its task name (R4: a 500 on /v1/file)."""
+    secret = service.account["secret"]
+    body = {"secret": secret, "block": True,
+            "tasks": {"task_name": "image.thumb", "url": media.image("idem.jpg", size=(90, 60)), "width": 30}}
+    status = service.http.post("/v1/create", json=body, headers={"Idempotency-Key": "file-1"}).json()[0]
+    assert status["status"] == "success", status
+    detailed = service.http.get(
+        "/v1/status", params={"tasks": status["key"], "details": "true", "secret": secret}
+    ).json()[0]
+    assert detailed["details"]["task_name"] == "image.thumb"
+    file = service.http.get("/v1/file/output.jpg", params={"task": status["key"], "secret": secret})
+    assert file.status_code == 302 and file.headers["location"] == status["result"]["output"]
+
+
+def test_concurrent_creates_respect_max_concurrent(service):
+    limited = json.loads(service.cli("account", "create", "limit-race", "--max-concurrent", "3").stdout)
+    body = {"secret": limited["secret"], "tasks": {"task_name": "hello", "name": "slow", "delay": 5}}
+    idempotent = lambda: httpx.post(service.api + "/v2/create", json=body, headers={"Idempotency-Key": "one"})
+    first = idempotent()
+    assert first.status_code == 200
+    answers = concurrently(8, lambda: httpx.post(service.api + "/v2/create", json=body, timeout=60))
+    assert sorted(r.status_code for r in answers) == [200] * 2 + [401] * 6, [r.text for r in answers]
+    assert account_runs(service, "limit-race") == 3
+    # at the limit, a repeat is still answered: it queues nothing new
+    again = idempotent()
+    assert again.status_code == 200 and again.json()[0]["key"] == first.json()[0]["key"]
+
+
+def test_status_block_get_bare_string_tasks_and_delete_to(service, media):
+    secret = service.account["secret"]
+    key = service.create({"task_name": "hello", "name": "later", "delay": 0.5}).json()[0]["key"]
+    blocked = service.http.get("/v2/status", params={"tasks": key, "block": "true", "secret": secret}).json()
+    assert blocked[0]["status"] == "success" and blocked[0]["result"] == "Hello later"
+    bare = service.http.post("/v2/status", json={"tasks": key, "secret": secret}).json()
+    assert [s["key"] for s in bare] == [key] and bare[0]["result"] == "Hello later"
+
+    account = json.loads(service.cli("account", "create", "deleter").stdout)
+    done = service.run({"task_name": "image.thumb", "url": media.image("to.jpg"), "width": 20},
+                       secret=account["secret"])
+    hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    in_an_hour = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    delete = {"secret": account["secret"]}
+    assert service.http.request("DELETE", "/v2/storage/files", json={**delete, "to": hour_ago}).json()["deleted"] == []
+    gone = service.http.request("DELETE", "/v2/storage/files", json={**delete, "to": in_an_hour}).json()
+    assert gone["deleted"] == [f"{done['key']}/output.jpg"]
+    assert httpx.get(done["result"]["output"]).status_code == 404
+
+
+def test_block_logo_is_served_for_the_prefect_ui(service):
+    from blocks.meta import LOGO_PATH, logo_png
+
+    response = service.http.get(LOGO_PATH)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content == logo_png()

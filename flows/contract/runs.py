@@ -32,6 +32,8 @@ INVALID_PARAMETERS = "InvalidParameters"
 ACCOUNT_TAG = "account:"
 TASK_TAG = "task:"
 SURFACE_TAG = "surface:"
+ERRBACK_TAG = "errback"
+"""Tag of runs that have a ``url_errback`` (the errback automation follows only these)."""
 MAX_READ = 200  # Prefect's largest page
 READ_CHUNK = 50  # runs per read: their result, partial and progress artifacts fit one page
 
@@ -120,9 +122,10 @@ def surface_of(run: FlowRun) -> str:
     return tag_value(run, SURFACE_TAG) or "v2"
 
 
-def run_tags(task_name: str, account: str, surface: str) -> list[str]:
-    """The tags a task's run is created with."""
-    return [task_name, TASK_TAG + task_name, ACCOUNT_TAG + account, SURFACE_TAG + surface]
+def run_tags(task_name: str, account: str, surface: str, *, errback: bool = False) -> list[str]:
+    """The tags a task's run is created with (``errback`` when it has a ``url_errback``)."""
+    tags = [task_name, TASK_TAG + task_name, ACCOUNT_TAG + account, SURFACE_TAG + surface]
+    return tags + [ERRBACK_TAG] if errback else tags
 
 
 def result_value(artifact: Artifact) -> Any:
