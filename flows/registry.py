@@ -1,6 +1,7 @@
 """The task registry: task name -> flow, parameter model, output file names.
 
-The single source of truth: API validation, deployment registration and the docs read it.
+The single source of truth: API validation and its OpenAPI schemas, deployment
+registration and the docs' task tables (``docs/generate.py``) read it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from prefect import Flow
 
-from flows import audio, hello, html, image, video
+from flows import audio, create, hello, html, image, video
 from flows.params import TaskParams
 
 
@@ -32,16 +33,7 @@ class TaskSpec:
     @property
     def params(self) -> type[TaskParams]:
         """The parameter model (the annotation of the flow's ``params`` argument)."""
-        return inspect.signature(self.flow.fn).parameters["params"].annotation
-
-    @property
-    def entrypoint(self) -> str:
-        """``module:attribute`` of the flow, as Prefect deployments record it."""
-        return f"{self.flow.fn.__module__}:{self.flow.fn.__name__}"
-
-    @property
-    def description(self) -> str:
-        return (self.flow.fn.__doc__ or "").strip().splitlines()[0]
+        return inspect.signature(self.flow.fn, eval_str=True).parameters["params"].annotation
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -68,5 +60,6 @@ TASKS: dict[str, TaskSpec] = {
                  v1_defaults={"video_bitrate": 512, "audio_bitrate": 64, "sample_rate": 48000}),
         TaskSpec(video.strip, outputs=("output",)),
         TaskSpec(video.thumb, outputs=("output",)),
+        TaskSpec(create.create, outputs=("export", "preview", "thumbnail"), v1_defaults={"preview": True}),
     )
 }

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         description="A running task whose worker sent no heartbeat for this long is marked Crashed"
         " (workers send one every 30 s: keep it well above that).",
     )
+    create_max_duration: float = Field(600.0, gt=0, description="Longest video.create movie, in seconds.")
+    create_max_assets: int = Field(200, ge=1, description="Most distinct asset URLs in one video.create definition.")
+    create_max_speeches: int = Field(100, ge=0, description="Most distinct voice= texts in one video.create definition.")
+    create_max_pixels_per_second: int = Field(
+        1920 * 1080 * 30, ge=1, description="Most pixels video.create renders per second of movie (width x height x fps)."
+    )
     step_tasks: bool = Field(True, description="Run each step of a task as a Prefect task (seen in the UI's run page).")
     worker_limit: int = Field(8, description="Flow runs one warm worker runs at once.")
     api_port: int = Field(8000, description="Port of the REST API started by `dragonflow up` / `dragonflow api`.")
