@@ -12,6 +12,7 @@ debian_packages() {
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+  command -v npm >/dev/null || missing+=(nodejs npm)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
@@ -36,6 +37,10 @@ python_packages
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 case "$command" in
   up) exec .venv/bin/dragonflow up "$@" ;;
-  test) exec .venv/bin/pytest -q "$@" ;;
+  test)
+    # Azurite (Azure Storage emulator) for the registered-storage tests; 3.35.0 runs on Debian's Node 20.
+    [ -x .azurite/node_modules/.bin/azurite-blob ] ||
+      npm install --prefix .azurite --no-audit --no-fund --silent --save-exact azurite@3.35.0
+    exec .venv/bin/pytest -q "$@" ;;
   *) echo "usage: ./bootstrap.sh up|test [options]" >&2; exit 2 ;;
 esac

@@ -19,6 +19,8 @@ from PIL import Image
 
 from deployments.local import ROOT, LocalService, serve_directory
 
+pytest_plugins = ["tests.storage_servers"]  # storage servers (S3, GCS, Azure, FTP, SFTP) as session fixtures
+
 class Service:
     """The running service: its URLs, environment and the local account."""
 

@@ -98,8 +98,9 @@ async def test_store_task_run_is_named_by_the_output(service, output):
 @pytest.fixture(scope="module")
 def s3():
     """moto's S3 server on 127.0.0.1 with a bucket, and credentials for it."""
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
     credentials = S3Credentials(aws_access_key_id="testing", aws_secret_access_key="testing-secret",

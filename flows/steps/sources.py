@@ -24,13 +24,13 @@ import socket
 import ssl
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import fsspec
 import httpx
 
 from blocks import storage
-from blocks.storage import StorageBlock
+from blocks.registered import RegisteredStorage, StorageUnavailable, lookup_registered
 from flows.errors import FetchError
 from flows.settings import Settings, get_settings
 
@@ -81,21 +81,28 @@ class OwnStoreSource:
         await _copy_file(url, fs, path, target)
 
 
-async def no_registered_storage(storage_id: str) -> StorageBlock | None:
-    """The default lookup: no registered storages yet."""
-    return None
+async def registered_of_the_run(storage_id: str) -> RegisteredStorage | None:
+    """The default lookup: a storage registered by the running task's account (another
+    account's id, or no task running, finds nothing)."""
+    from flows.runtime import current_run  # runtime imports the steps
+
+    try:
+        account = current_run().account
+    except LookupError:
+        return None
+    return await lookup_registered(storage_id, account)
 
 
 class RegisteredStorageSource:
-    """``storage://ID/path``: ``path`` under registered storage ``ID`` (a StorageBlock
-    found by ``lookup``)."""
+    """``storage://ID/path``: ``path`` under registered storage ``ID`` (found by ``lookup``),
+    read through the storage's own backend."""
 
     name = "registered storage"
 
-    def __init__(self, lookup: Callable[[str], Awaitable[StorageBlock | None]] = no_registered_storage):
+    def __init__(self, lookup: Callable[[str], Awaitable[RegisteredStorage | None]] = registered_of_the_run):
         self.lookup = lookup
 
-    async def _block(self, url: str) -> StorageBlock | None:
+    async def _block(self, url: str) -> RegisteredStorage | None:
         parts = urlsplit(url)
         return await self.lookup(parts.netloc) if parts.scheme == "storage" and parts.netloc else None
 
@@ -104,7 +111,12 @@ class RegisteredStorageSource:
 
     async def copy(self, url: str, target: Path, settings: Settings) -> None:
         block = await self._block(url)
-        await _copy_file(url, block.fs, block.object_path(urlsplit(url).path), target)
+        try:
+            await block.get(unquote(urlsplit(url).path), target)
+        except FileNotFoundError:
+            raise FetchError(url, "stored file not found", "not_found") from None
+        except StorageUnavailable as exc:
+            raise FetchError(url, str(exc), "upstream", transient=exc.transient) from None
 
 
 @functools.cache
