@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flows.steps.audio.beats import find_beats  # noqa: E402
-from flows.steps.tools.media import probe_media  # noqa: E402
+from flows.steps.tools.probe import probe_media
 
 SR = 44100
 DURATION = 30.0
@@ -171,7 +171,7 @@ def write_wav(path: Path, y: np.ndarray) -> None:
 
 
 async def track(path: Path):
-    return await find_beats(path, await probe_media(path))
+    return await find_beats.fn(path, await probe_media(path))
 
 
 async def quality(tmp: Path) -> None:

@@ -43,8 +43,8 @@ async def child(source: str, dest: str) -> None:
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    audio = await probe_audio(Path(source))
-    path, _ = await draw_waveform(Path(source), audio, Path(dest), width=1024, height=60)
+    audio = await probe_audio.fn(Path(source))
+    path, _ = await draw_waveform.fn(Path(source), audio, Path(dest), width=1024, height=60)
     elapsed = time.perf_counter() - started
     print(json.dumps({
         "seconds": elapsed,

@@ -459,10 +459,10 @@ async def latency(service: LocalService, url: str, runs: int, stock_runs: int, s
     """Sequential runs of ours, with the stock path's runs spread among them (1 warm-up each)."""
     from prefect.client.orchestration import get_client
 
-    from flows.image import InfoParams
+    from flows.image import ImageInfoParams
 
     task = {"task_name": "image.info", "url": url}
-    parameters = {"params": InfoParams(url=url).model_dump(mode="json"), "account": "local"}
+    parameters = {"params": ImageInfoParams(url=url).model_dump(mode="json"), "account": "local"}
     ours, theirs = [], []
     every = max(1, runs // max(1, stock_runs))
     async with httpx.AsyncClient(base_url=service.api, timeout=60) as http, get_client() as client:
@@ -542,7 +542,7 @@ def in_process_steps(url: str, repeats: int = 20) -> dict[str, float]:
         [checked] = check_definitions(definition)
         spec.params.model_validate(with_version_defaults(checked, "v2")).model_dump(mode="json")
         t1 = time.perf_counter()
-        source = await fetch(url, work)
+        source = await fetch.fn(url, work)
         t2 = time.perf_counter()
         to_image_info(await asyncio.to_thread(probe_image, source))
         t3 = time.perf_counter()

@@ -31,7 +31,7 @@ import httpx
 
 from deployments.local import LocalService
 from flows.steps.video.encode import Encoding, transcode_args
-from flows.steps.tools.media import probe_media
+from flows.steps.tools.probe import probe_media
 
 SIZE = (640, 360)
 

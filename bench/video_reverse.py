@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from flows.steps.video.encode import Encoding
-from flows.steps.tools.media import probe_media
+from flows.steps.tools.probe import probe_media
 from flows.steps.video.reverse import reverse_video, segment_seconds
 
 SIZE = (1280, 720)
@@ -81,7 +81,7 @@ async def main(minutes: float) -> None:
         dest.parent.mkdir()
         start = time.perf_counter()
         kbps = (probe.video.bit_rate or 0) // 1000 or None
-        await reverse_video(src, probe, dest, SIZE, crop=False, encoding=Encoding(video_bitrate=kbps))
+        await reverse_video.fn(src, probe, dest, SIZE, crop=False, encoding=Encoding(video_bitrate=kbps))
         elapsed = time.perf_counter() - start
         done.set()
         sampler.join()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from flows.steps.video.frames import grab_frame, save_frame
-from flows.steps.tools.media import probe_media
+from flows.steps.tools.probe import probe_media
 from flows.steps.video.scaling import output_size
 
 TIMES = {"10 s": 10.0, "1 h 50 min": 6600.0}

@@ -10,17 +10,17 @@ from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, report_progress, task_flow
 from flows.settings import get_settings
+from flows.steps.audio.beats import find_beats
 from flows.steps.audio.encode import CODECS, encode_audio
 from flows.steps.audio.probe import probe_audio
-from flows.steps.audio.beats import find_beats
-from flows.steps.fetch import fetch
-from flows.steps.tools.media import probe_media
-from flows.steps.store import store
 from flows.steps.audio.tts import speak
 from flows.steps.audio.waveform import draw_waveform
+from flows.steps.fetch import fetch
+from flows.steps.store import store
+from flows.steps.tools.probe import probe_media
 
 
-class InfoParams(TaskParams):
+class AudioInfoParams(TaskParams):
     """Parameters of ``audio.info``."""
 
     url: str = Field(description="URL of the audio file to be scanned.")
@@ -34,7 +34,7 @@ class AudioInfo(BaseModel):
     codec: str
 
 
-class ConvertParams(TaskParams):
+class AudioConvertParams(TaskParams):
     """Parameters of ``audio.convert``."""
 
     url: str = Field(description="URL of the audio file to be converted.")
@@ -42,7 +42,7 @@ class ConvertParams(TaskParams):
     force: bool = Field(False, description="Re-encode even when the input already has that codec.")
 
 
-class ConvertResult(BaseModel):
+class AudioConvertResult(BaseModel):
     """Output values and file of ``audio.convert``."""
 
     duration: float
@@ -50,7 +50,7 @@ class ConvertResult(BaseModel):
     output: str
 
 
-class WaveformParams(TaskParams):
+class AudioWaveformParams(TaskParams):
     """Parameters of ``audio.waveform``."""
 
     url: str = Field(description="URL of the audio file to be scanned.")
@@ -73,7 +73,7 @@ class WaveformParams(TaskParams):
         return value
 
     @model_validator(mode="after")
-    def _ranges(self) -> "WaveformParams":
+    def _ranges(self) -> "AudioWaveformParams":
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end:g}) must be after start ({self.start:g})")
         if 2 * self.vmargin >= self.height:
@@ -81,7 +81,7 @@ class WaveformParams(TaskParams):
         return self
 
 
-class WaveformResult(BaseModel):
+class AudioWaveformResult(BaseModel):
     """Output values and file of ``audio.waveform``."""
 
     duration: float
@@ -91,13 +91,13 @@ class WaveformResult(BaseModel):
     output: str
 
 
-class BeatsParams(TaskParams):
+class AudioBeatsParams(TaskParams):
     """Parameters of ``audio.beats``."""
 
     url: str = Field(description="URL of the audio file.")
 
 
-class BeatsResult(BaseModel):
+class AudioBeatsResult(BaseModel):
     """Output values of ``audio.beats``."""
 
     beats: list[float] = Field(description="Timestamps of the detected beats, in seconds.")
@@ -105,7 +105,7 @@ class BeatsResult(BaseModel):
     duration: int = Field(description="The processed audio file duration in seconds.")
 
 
-class TTSParams(TaskParams):
+class AudioTTSParams(TaskParams):
     """Parameters of ``audio.tts``."""
 
     text: str = Field(description="Text to be transformed into audio via speech synthesis.")
@@ -133,7 +133,7 @@ class TTSParams(TaskParams):
         return value
 
 
-class TTSResult(BaseModel):
+class AudioTTSResult(BaseModel):
     """Output values and file of ``audio.tts``."""
 
     duration: float = Field(description="Duration in seconds, rounded to 1/100th second.")
@@ -142,14 +142,14 @@ class TTSResult(BaseModel):
 
 
 @task_flow("audio.info")
-async def info(params: InfoParams, account: str = LOCAL_ACCOUNT) -> AudioInfo:
+async def info(params: AudioInfoParams, account: str = LOCAL_ACCOUNT) -> AudioInfo:
     """Return duration and codec of an audio file."""
     audio = await probe_audio(await fetch(params.url, current_run().work_dir))
     return AudioInfo(duration=round(audio.duration, 2), content_type=audio.content_type, codec=audio.codec)
 
 
 @task_flow("audio.convert")
-async def convert(params: ConvertParams, account: str = LOCAL_ACCOUNT) -> ConvertResult:
+async def convert(params: AudioConvertParams, account: str = LOCAL_ACCOUNT) -> AudioConvertResult:
     """Transcode audio file (mp3, vorbis, aac), and return audio duration."""
     work_dir = current_run().work_dir
     source = await fetch(params.url, work_dir / "in")
@@ -157,12 +157,12 @@ async def convert(params: ConvertParams, account: str = LOCAL_ACCOUNT) -> Conver
     path = await encode_audio(source, audio.probe, work_dir / "out", params.codec,
                               duration=audio.duration, force=params.force, progress=report_progress)
     converted = await probe_media(path)
-    return ConvertResult(duration=round(converted.duration, 2), content_type=CODECS[params.codec].content_type,
+    return AudioConvertResult(duration=round(converted.duration, 2), content_type=CODECS[params.codec].content_type,
                          output=await store(path, "output"))
 
 
 @task_flow("audio.waveform")
-async def waveform(params: WaveformParams, account: str = LOCAL_ACCOUNT) -> WaveformResult:
+async def waveform(params: AudioWaveformParams, account: str = LOCAL_ACCOUNT) -> AudioWaveformResult:
     """Create a waveform image from an audio file."""
     work_dir = current_run().work_dir
     source = await fetch(params.url, work_dir / "in")
@@ -172,21 +172,21 @@ async def waveform(params: WaveformParams, account: str = LOCAL_ACCOUNT) -> Wave
         fill=params.fill, background=params.background, start=params.start, end=params.end,
         format=params.format, progress=report_progress,
     )
-    return WaveformResult(duration=round(audio.duration, 2), width=params.width, height=params.height,
+    return AudioWaveformResult(duration=round(audio.duration, 2), width=params.width, height=params.height,
                           content_type=content_type, output=await store(path, "output"))
 
 
 @task_flow("audio.beats")
-async def beats(params: BeatsParams, account: str = LOCAL_ACCOUNT) -> BeatsResult:
+async def beats(params: AudioBeatsParams, account: str = LOCAL_ACCOUNT) -> AudioBeatsResult:
     """Find beats in an audio file."""
     source = await fetch(params.url, current_run().work_dir)
     audio = await probe_audio(source)
     found = await find_beats(source, audio.probe, progress=report_progress)
-    return BeatsResult(beats=found.beats, downbeats=found.downbeats, duration=round(audio.duration))
+    return AudioBeatsResult(beats=found.beats, downbeats=found.downbeats, duration=round(audio.duration))
 
 
 @task_flow("audio.tts")
-async def tts(params: TTSParams, account: str = LOCAL_ACCOUNT) -> TTSResult:
+async def tts(params: AudioTTSParams, account: str = LOCAL_ACCOUNT) -> AudioTTSResult:
     """Create audio voice-over file using Text-to-Speech (US English, male/female voices)."""
     work_dir = current_run().work_dir
     speech = await speak(params.text, params.voice, work_dir / "speech")
@@ -197,5 +197,17 @@ async def tts(params: TTSParams, account: str = LOCAL_ACCOUNT) -> TTSResult:
     path = await encode_audio(speech, probe, work_dir / "out", codec, duration=probe.duration,
                               progress=report_progress)
     spoken = await probe_media(path)
-    return TTSResult(duration=round(spoken.duration, 2), content_type=CODECS[codec].content_type,
+    return AudioTTSResult(duration=round(spoken.duration, 2), content_type=CODECS[codec].content_type,
                      output=await store(path, "output"))
+
+
+# Names from before the family prefix, kept for existing pipelines.
+BeatsParams = AudioBeatsParams
+BeatsResult = AudioBeatsResult
+ConvertParams = AudioConvertParams
+ConvertResult = AudioConvertResult
+InfoParams = AudioInfoParams
+TTSParams = AudioTTSParams
+TTSResult = AudioTTSResult
+WaveformParams = AudioWaveformParams
+WaveformResult = AudioWaveformResult

@@ -1,25 +1,21 @@
 """``html.scrape``: the videos and images of a web page (seed 000, v2 task reference)."""
 
-import asyncio
-
 from pydantic import BaseModel, Field
 
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, task_flow
 from flows.settings import get_settings
 from flows.steps.fetch import fetch
-from flows.steps.html.scrape import scrape as find_hits
-
-MAX_PAGE_BYTES = 5 * 1024 * 1024
+from flows.steps.html.scrape import scrape_page
 
 
-class ScrapeParams(TaskParams):
+class HtmlScrapeParams(TaskParams):
     """Parameters of ``html.scrape``."""
 
     url: str = Field(description="URL of the HTML page.")
 
 
-class ScrapeHit(BaseModel):
+class HtmlScrapeHit(BaseModel):
     """A video or image found in the page."""
 
     url: str = Field(description="Absolute URL (YouTube and Vimeo players as their watch URL).")
@@ -28,26 +24,32 @@ class ScrapeHit(BaseModel):
     height: int | None = None
 
 
-class ScrapeHits(BaseModel):
+class HtmlScrapeHits(BaseModel):
     """What the page shows or announces, each URL once, in page order (metadata first)."""
 
-    videos: list[ScrapeHit]
-    images: list[ScrapeHit]
+    videos: list[HtmlScrapeHit]
+    images: list[HtmlScrapeHit]
 
 
-class ScrapeResult(BaseModel):
+class HtmlScrapeResult(BaseModel):
     """Output values of ``html.scrape``."""
 
     page_title: str | None
-    hits: ScrapeHits
+    hits: HtmlScrapeHits
 
 
 @task_flow("html.scrape")
-async def scrape(params: ScrapeParams, account: str = LOCAL_ACCOUNT) -> ScrapeResult:
+async def scrape(params: HtmlScrapeParams, account: str = LOCAL_ACCOUNT) -> HtmlScrapeResult:
     """Scrape an HTML web page to return the videos and images found."""
     settings = get_settings()
-    limited = settings.model_copy(update={"fetch_max_bytes": min(settings.fetch_max_bytes, MAX_PAGE_BYTES)})
+    limited = settings.model_copy(update={"fetch_max_bytes": min(settings.fetch_max_bytes, settings.max_page_bytes)})
     page = await fetch(params.url, current_run().work_dir / "in", settings=limited)
-    html = await asyncio.to_thread(page.read_bytes)
-    title, hits = await asyncio.to_thread(find_hits, html, params.url)
-    return ScrapeResult(page_title=title, hits=ScrapeHits(**hits))
+    title, hits = await scrape_page(page, params.url)
+    return HtmlScrapeResult(page_title=title, hits=HtmlScrapeHits(**hits))
+
+
+# Names from before the family prefix, kept for existing pipelines.
+ScrapeHit = HtmlScrapeHit
+ScrapeHits = HtmlScrapeHits
+ScrapeParams = HtmlScrapeParams
+ScrapeResult = HtmlScrapeResult

@@ -11,19 +11,18 @@ from pydantic import BaseModel, BeforeValidator, Field
 from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, report_progress, task_flow
-from flows.steps.image.analysis import AnalysisImage, load_for_analysis
-from flows.steps.image.faces import detect_faces
+from flows.settings import get_settings
 from flows.steps.fetch import fetch
-from flows.steps.image.gif import MAX_FRAMES, make_gif
-from flows.steps.image.imaging import make_thumbnail
-from flows.steps.image.probe import about_source, probe_image, to_image_info
-from flows.steps.image.saliency import salient_points
-from flows.steps.image.smartcrop import smart_boxes
+from flows.steps.image.analysis import AnalysisImage, decode
+from flows.steps.image.faces import find_faces
+from flows.steps.image.gif import MAX_FRAMES, animate
+from flows.steps.image.imaging import thumbnail
+from flows.steps.image.probe import about_source, probe, to_image_info
+from flows.steps.image.saliency import find_salient_points
+from flows.steps.image.smartcrop import find_crop_boxes
+from flows.steps.image.strip import tile_images
 from flows.steps.store import store
-from flows.steps.image.strip import make_strip
 
-# Inputs of a multi-image task downloaded at once.
-FETCH_CONCURRENCY = 4
 MAX_STRIP_IMAGES = 1000
 
 
@@ -39,13 +38,13 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 # --- parameters ------------------------------------------------------------------------------
 
 
-class InfoParams(TaskParams):
+class ImageInfoParams(TaskParams):
     """Parameters of ``image.info``."""
 
     url: str = Field(description="URL of the image file to be scanned.")
 
 
-class ThumbParams(TaskParams):
+class ImageThumbParams(TaskParams):
     """Parameters of ``image.thumb``."""
 
     url: str = Field(description="URL of the source image.")
@@ -57,7 +56,7 @@ class ThumbParams(TaskParams):
     format: Literal["jpeg", "gif", "png", "webp"] = Field("jpeg", description="Output format.")
 
 
-class GifParams(TaskParams):
+class ImageGifParams(TaskParams):
     """Parameters of ``image.gif``."""
 
     images: Annotated[list[str], BeforeValidator(_as_list)] = Field(
@@ -71,7 +70,7 @@ class GifParams(TaskParams):
     height: Size = Field(None, description="Height of the GIF; empty: from the first image.")
 
 
-class StripParams(TaskParams):
+class ImageStripParams(TaskParams):
     """Parameters of ``image.strip``."""
 
     urls: Annotated[list[str], BeforeValidator(_as_list)] = Field(
@@ -84,20 +83,20 @@ class StripParams(TaskParams):
     format: Literal["jpeg", "png"] = Field("jpeg", description="Output image file format.")
 
 
-class FaceParams(TaskParams):
+class ImageFaceParams(TaskParams):
     """Parameters of ``image.face``."""
 
     url: str = Field(description="URL of the analyzed image.")
 
 
-class SaliencyParams(TaskParams):
+class ImageSaliencyParams(TaskParams):
     """Parameters of ``image.saliency``."""
 
     url: str = Field(description="URL of the analyzed image.")
     points_number: int = Field(10, ge=1, le=100, description="Most salient points returned, at most.")
 
 
-class SmartcropParams(TaskParams):
+class ImageSmartcropParams(TaskParams):
     """Parameters of ``image.smartcrop``."""
 
     url: str = Field(description="URL of the image file to be scanned.")
@@ -136,7 +135,7 @@ class ImageInfo(BaseModel):
     exposure_time: float | None = None
 
 
-class ThumbResult(BaseModel):
+class ImageThumbResult(BaseModel):
     """Output values and file of ``image.thumb``."""
 
     width: int
@@ -146,7 +145,7 @@ class ThumbResult(BaseModel):
     output: str
 
 
-class GifResult(BaseModel):
+class ImageGifResult(BaseModel):
     """Output file (and size) of ``image.gif``."""
 
     width: int
@@ -154,7 +153,7 @@ class GifResult(BaseModel):
     output: str
 
 
-class StripResult(BaseModel):
+class ImageStripResult(BaseModel):
     """Output values and file of ``image.strip``."""
 
     count: int
@@ -200,7 +199,7 @@ class CropBox(Region):
     score: float
 
 
-class FaceResult(BaseModel):
+class ImageFaceResult(BaseModel):
     """Output values of ``image.face``; ``width``/``height`` of the upright image."""
 
     width: int
@@ -208,7 +207,7 @@ class FaceResult(BaseModel):
     faces: list[Face]
 
 
-class SaliencyResult(BaseModel):
+class ImageSaliencyResult(BaseModel):
     """Output values of ``image.saliency``; ``width``/``height`` of the upright image."""
 
     width: int
@@ -216,7 +215,7 @@ class SaliencyResult(BaseModel):
     points: list[SalientPoint]
 
 
-class SmartcropResult(BaseModel):
+class ImageSmartcropResult(BaseModel):
     """Output values of ``image.smartcrop``; ``width``/``height`` of the upright image."""
 
     width: int
@@ -228,75 +227,57 @@ class SmartcropResult(BaseModel):
 
 
 @task_flow("image.info")
-async def info(params: InfoParams, account: str = LOCAL_ACCOUNT) -> ImageInfo:
+async def info(params: ImageInfoParams, account: str = LOCAL_ACCOUNT) -> ImageInfo:
     """Return image file information, EXIF included."""
     source = await fetch(params.url, current_run().work_dir)
     with about_source(params.url):
-        probe = await asyncio.to_thread(probe_image, source)
-    return ImageInfo(**to_image_info(probe))
+        return ImageInfo(**to_image_info(await probe(source)))
 
 
 @task_flow("image.thumb")
-async def thumb(params: ThumbParams, account: str = LOCAL_ACCOUNT) -> ThumbResult:
+async def thumb(params: ImageThumbParams, account: str = LOCAL_ACCOUNT) -> ImageThumbResult:
     """Create a thumbnail of custom dimensions and orientation from an image."""
     work_dir = current_run().work_dir
     source = await fetch(params.url, work_dir / "in")
     with about_source(params.url):
-        path, values = await asyncio.to_thread(
-            make_thumbnail,
-            source,
-            work_dir / "out",
-            width=params.width,
-            height=params.height,
-            crop=params.crop,
-            rotation=params.rotation,
-            poster=params.poster,
-            format=params.format,
+        await probe(source)
+        path, values = await thumbnail(
+            source, work_dir / "out", width=params.width, height=params.height, crop=params.crop,
+            rotation=params.rotation, poster=params.poster, format=params.format,
         )
-    return ThumbResult(**values, output=await store(path, "output"))
+    return ImageThumbResult(**values, output=await store(path, "output"))
 
 
 @task_flow("image.gif")
-async def gif(params: GifParams, account: str = LOCAL_ACCOUNT) -> GifResult:
+async def gif(params: ImageGifParams, account: str = LOCAL_ACCOUNT) -> ImageGifResult:
     """Create an animated GIF from a list of images."""
     work_dir = current_run().work_dir
     sources = await _fetch_all(params.images, work_dir / "in")
-    path, values = await asyncio.to_thread(
-        make_gif,
-        sources,
-        work_dir / "out",
-        width=params.width,
-        height=params.height,
-        loop=params.loop,
+    path, values = await animate(
+        sources, work_dir / "out", width=params.width, height=params.height, loop=params.loop,
         frame_duration=params.frame_duration,
     )
-    return GifResult(**values, output=await store(path, "output"))
+    return ImageGifResult(**values, output=await store(path, "output"))
 
 
 @task_flow("image.strip")
-async def strip(params: StripParams, account: str = LOCAL_ACCOUNT) -> StripResult:
+async def strip(params: ImageStripParams, account: str = LOCAL_ACCOUNT) -> ImageStripResult:
     """Create an image strip of custom dimensions by concatenating images."""
     work_dir = current_run().work_dir
     sources = await _fetch_all(params.urls, work_dir / "in")
-    path, values = await asyncio.to_thread(
-        make_strip,
-        sources,
-        work_dir / "out",
-        width=params.width,
-        height=params.height,
-        crop=params.crop,
-        wrap=params.wrap,
-        format=params.format,
+    path, values = await tile_images(
+        sources, work_dir / "out", width=params.width, height=params.height, crop=params.crop,
+        wrap=params.wrap, format=params.format,
     )
-    return StripResult(**values, output=await store(path, "output"))
+    return ImageStripResult(**values, output=await store(path, "output"))
 
 
 @task_flow("image.face")
-async def face(params: FaceParams, account: str = LOCAL_ACCOUNT) -> FaceResult:
+async def face(params: ImageFaceParams, account: str = LOCAL_ACCOUNT) -> ImageFaceResult:
     """Return the positions of detected faces, with type and confidence."""
     analysed = await _analysis_image(params.url)
-    faces = await asyncio.to_thread(detect_faces, analysed.image)
-    return FaceResult(
+    faces = await find_faces(analysed.image)
+    return ImageFaceResult(
         width=analysed.original[0],
         height=analysed.original[1],
         faces=[
@@ -307,11 +288,11 @@ async def face(params: FaceParams, account: str = LOCAL_ACCOUNT) -> FaceResult:
 
 
 @task_flow("image.saliency")
-async def saliency(params: SaliencyParams, account: str = LOCAL_ACCOUNT) -> SaliencyResult:
+async def saliency(params: ImageSaliencyParams, account: str = LOCAL_ACCOUNT) -> ImageSaliencyResult:
     """Return the most salient points of an image (spectral residual saliency)."""
     analysed = await _analysis_image(params.url)
-    points = await asyncio.to_thread(salient_points, analysed.image, params.points_number)
-    return SaliencyResult(
+    points = await find_salient_points(analysed.image, params.points_number)
+    return ImageSaliencyResult(
         width=analysed.original[0],
         height=analysed.original[1],
         points=[SalientPoint(**analysed.point(x, y), weight=weight) for x, y, weight in points],
@@ -319,24 +300,18 @@ async def saliency(params: SaliencyParams, account: str = LOCAL_ACCOUNT) -> Sali
 
 
 @task_flow("image.smartcrop")
-async def smartcrop(params: SmartcropParams, account: str = LOCAL_ACCOUNT) -> SmartcropResult:
+async def smartcrop(params: ImageSmartcropParams, account: str = LOCAL_ACCOUNT) -> ImageSmartcropResult:
     """Return the most interesting (entropy based, faces first) non-overlapping boxes of an aspect ratio."""
     analysed = await _analysis_image(params.url)
     faces = []
     if params.faces and params.focal_point is None:
-        faces = await asyncio.to_thread(detect_faces, analysed.image)
-    boxes = await asyncio.to_thread(
-        smart_boxes,
-        analysed.image,
-        aspect_ratio=params.aspect_ratio,
-        boxes_number=params.boxes_number,
-        step_ratio=params.step_ratio,
-        diag_ratio=params.diag_ratio,
-        reverse=params.reverse,
-        faces=faces,
-        focal_point=params.focal_point,
+        faces = await find_faces(analysed.image)
+    boxes = await find_crop_boxes(
+        analysed.image, aspect_ratio=params.aspect_ratio, boxes_number=params.boxes_number,
+        step_ratio=params.step_ratio, diag_ratio=params.diag_ratio, reverse=params.reverse,
+        faces=faces, focal_point=params.focal_point,
     )
-    return SmartcropResult(
+    return ImageSmartcropResult(
         width=analysed.original[0],
         height=analysed.original[1],
         points=[CropBox(**analysed.region(b.x, b.y, b.width, b.height), score=b.score) for b in boxes],
@@ -350,13 +325,13 @@ async def _analysis_image(url: str) -> AnalysisImage:
     """Fetch ``url`` and decode it upright at analysis size; errors name the URL."""
     source = await fetch(url, current_run().work_dir)
     with about_source(url):
-        return await asyncio.to_thread(load_for_analysis, source)
+        return await decode(source)
 
 
 async def _fetch_all(urls: list[str], dest_dir: Path) -> list[tuple[str, Path]]:
-    """Download ``urls`` (``FETCH_CONCURRENCY`` at a time) as ``(url, path)`` pairs, in order;
-    the first failure cancels the rest. Fetching reports progress up to 50%."""
-    limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+    """Download ``urls`` (the ``fetch_concurrency`` setting at a time) as ``(url, path)`` pairs,
+    in order; the first failure cancels the rest. Fetching reports progress up to 50%."""
+    limit = asyncio.Semaphore(get_settings().fetch_concurrency)
     done = 0
 
     async def one(url: str) -> tuple[str, Path]:
@@ -373,3 +348,19 @@ async def _fetch_all(urls: list[str], dest_dir: Path) -> list[tuple[str, Path]]:
     except* TaskError as failed:
         raise failed.exceptions[0] from None
     return [task.result() for task in tasks]
+
+
+# Names from before the family prefix, kept for existing pipelines.
+FaceParams = ImageFaceParams
+FaceResult = ImageFaceResult
+GifParams = ImageGifParams
+GifResult = ImageGifResult
+InfoParams = ImageInfoParams
+SaliencyParams = ImageSaliencyParams
+SaliencyResult = ImageSaliencyResult
+SmartcropParams = ImageSmartcropParams
+SmartcropResult = ImageSmartcropResult
+StripParams = ImageStripParams
+StripResult = ImageStripResult
+ThumbParams = ImageThumbParams
+ThumbResult = ImageThumbResult

@@ -1,7 +1,6 @@
 """Video tasks: ``video.info``, ``video.convert``, ``video.thumb``, ``video.strip`` and
 ``video.reverse`` (seed 000, v2 task reference; v1 defaults in the registry)."""
 
-import asyncio
 from pathlib import Path
 from typing import Literal
 
@@ -11,14 +10,14 @@ from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, current_run, report_progress, task_flow
 from flows.settings import get_settings
-from flows.steps.video.encode import Encoding, transcode_args
 from flows.steps.fetch import fetch
-from flows.steps.video.frames import grab_frame, grab_frames, grid, save_frame, strip_times, tile
 from flows.steps.image.imaging import content_type as image_content_type
-from flows.steps.tools.media import MediaProbe, VideoStream, content_type, ffmpeg_timeout, probe_media, run_ffmpeg
+from flows.steps.store import store
+from flows.steps.tools.probe import MediaProbe, VideoStream, content_type, probe_input, probe_media
+from flows.steps.video.encode import Encoding, encode_video
+from flows.steps.video.frames import film_strip, grid, strip_times, thumbnail_frame
 from flows.steps.video.reverse import reverse_video
 from flows.steps.video.scaling import output_size
-from flows.steps.store import store
 
 AudioCodec = Literal["mp2", "mp3", "aac", "wmav1", "wmav2"]
 SampleRate = Literal[22050, 44100, 48000]
@@ -61,8 +60,8 @@ class EncodedVideo(VideoInfo):
     output: str
 
 
-class ConvertParams(TaskParams):
-    """Parameters of ``video.convert``."""
+class VideoEncodeParams(TaskParams):
+    """Parameters ``video.convert`` and ``video.reverse`` share."""
 
     url: str = Field(description="URL of the source video.")
     width: int | None = _width("output video (default: from height, or the source's)")
@@ -70,29 +69,24 @@ class ConvertParams(TaskParams):
     crop: bool = Field(False, description="Fill the width x height box, centre-cropped, instead of fitting in it.")
     audio_codec: AudioCodec = Field("aac", description="Audio codec (the container follows: MP4, or ASF for WMA).")
     video_codec: Literal["h264"] = Field("h264", description="Video codec.")
-    video_bitrate: int = Field(3000, ge=16, le=100_000, description="Maximum video bitrate, in kbps.")
     audio_bitrate: int = Field(128, ge=8, le=512, description="Audio bitrate, in kbps.")
     sample_rate: SampleRate = Field(44100, description="Audio sample rate, in Hz.")
     crf: int = Field(23, ge=0, le=51, description="Constant rate factor (video quality; lower is better).")
     gop: int = Field(250, ge=1, le=10_000, description="Group of pictures size: frames between key frames, at most.")
 
 
-class ReverseParams(TaskParams):
+class VideoConvertParams(VideoEncodeParams):
+    """Parameters of ``video.convert``."""
+
+    video_bitrate: int = Field(3000, ge=16, le=100_000, description="Maximum video bitrate, in kbps.")
+
+
+class VideoReverseParams(VideoEncodeParams):
     """Parameters of ``video.reverse``."""
 
-    url: str = Field(description="URL of the source video.")
-    width: int | None = _width("reversed video (default: from height, or the source's)")
-    height: int | None = _height("reversed video (default: from width, or the source's)")
-    crop: bool = Field(False, description="Fill the width x height box, centre-cropped, instead of fitting in it.")
-    video_codec: Literal["h264"] = Field("h264", description="Video codec.")
     video_bitrate: int | None = Field(
         None, ge=16, le=100_000, description="Maximum video bitrate, in kbps (default: the source's)."
     )
-    crf: int = Field(23, ge=0, le=51, description="Constant rate factor (video quality; lower is better).")
-    gop: int = Field(250, ge=1, le=10_000, description="Group of pictures size: frames between key frames, at most.")
-    audio_codec: AudioCodec = Field("aac", description="Audio codec (the container follows: MP4, or ASF for WMA).")
-    audio_bitrate: int = Field(128, ge=8, le=512, description="Audio bitrate, in kbps.")
-    sample_rate: SampleRate = Field(44100, description="Audio sample rate, in Hz.")
 
 
 class VideoThumbParams(TaskParams):
@@ -120,7 +114,7 @@ class VideoThumbResult(BaseModel):
     output: str
 
 
-class StripParams(TaskParams):
+class VideoStripParams(TaskParams):
     """Parameters of ``video.strip``."""
 
     url: str = Field(description="URL of the source video.")
@@ -134,7 +128,7 @@ class StripParams(TaskParams):
     format: ImageFormat = Field("jpeg", description="Output image format.")
 
 
-class StripResult(BaseModel):
+class VideoStripResult(BaseModel):
     """Output values and file of ``video.strip``."""
 
     count: int
@@ -167,10 +161,17 @@ def video_info(probe: MediaProbe) -> dict:
 async def _open_video(url: str) -> tuple[Path, MediaProbe, VideoStream]:
     """Fetch and probe the input; TaskError unless it has a video stream."""
     source = await fetch(url, current_run().work_dir / "in")
-    probe = await probe_media(source)
+    probe = await probe_input(source)
     if probe.video is None:
         raise TaskError("the input has no video stream")
     return source, probe, probe.video
+
+
+def _encoding(params: VideoEncodeParams, video_bitrate: int | None) -> Encoding:
+    return Encoding(
+        video_bitrate=video_bitrate, crf=params.crf, gop=params.gop, audio_codec=params.audio_codec,
+        audio_bitrate=params.audio_bitrate, sample_rate=params.sample_rate,
+    )
 
 
 async def _encoded(dest: Path, video: VideoStream) -> EncodedVideo:
@@ -199,39 +200,27 @@ def _check_pixels(width: int, height: int) -> None:
 async def info(params: VideoInfoParams, account: str = LOCAL_ACCOUNT) -> VideoInfo:
     """Return video file information."""
     source = await fetch(params.url, current_run().work_dir / "in")
-    return VideoInfo(**video_info(await probe_media(source)))
+    return VideoInfo(**video_info(await probe_input(source)))
 
 
 @task_flow("video.convert")
-async def convert(params: ConvertParams, account: str = LOCAL_ACCOUNT) -> EncodedVideo:
+async def convert(params: VideoConvertParams, account: str = LOCAL_ACCOUNT) -> EncodedVideo:
     """Create a transcoded video file with custom dimensions, and return its video.info values."""
     source, probe, video = await _open_video(params.url)
     size = output_size(video.upright_size, params.width, params.height, params.crop, even=True)
-    encoding = Encoding(
-        video_bitrate=params.video_bitrate, crf=params.crf, gop=params.gop, audio_codec=params.audio_codec,
-        audio_bitrate=params.audio_bitrate, sample_rate=params.sample_rate,
-    )
+    encoding = _encoding(params, params.video_bitrate)
     dest = current_run().work_dir / "out" / f"output.{encoding.container.extension}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    await run_ffmpeg(
-        transcode_args(source, probe, dest, size, crop=params.crop, encoding=encoding),
-        duration=probe.duration, timeout=ffmpeg_timeout(probe.duration), progress=report_progress,
-    )
+    await encode_video(source, probe, dest, size, crop=params.crop, encoding=encoding, progress=report_progress)
     return await _encoded(dest, video)
 
 
 @task_flow("video.reverse")
-async def reverse(params: ReverseParams, account: str = LOCAL_ACCOUNT) -> EncodedVideo:
+async def reverse(params: VideoReverseParams, account: str = LOCAL_ACCOUNT) -> EncodedVideo:
     """Create a reversed video file (audio too) with custom dimensions, and return its video.info values."""
     source, probe, video = await _open_video(params.url)
     size = output_size(video.upright_size, params.width, params.height, params.crop, even=True)
-    encoding = Encoding(
-        video_bitrate=params.video_bitrate or _video_kbps(probe),
-        crf=params.crf, gop=params.gop, audio_codec=params.audio_codec,
-        audio_bitrate=params.audio_bitrate, sample_rate=params.sample_rate,
-    )
+    encoding = _encoding(params, params.video_bitrate or _video_kbps(probe))
     dest = current_run().work_dir / "out" / f"output.{encoding.container.extension}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
     await reverse_video(source, probe, dest, size, crop=params.crop, encoding=encoding, progress=report_progress)
     return await _encoded(dest, video)
 
@@ -242,10 +231,10 @@ async def thumb(params: VideoThumbParams, account: str = LOCAL_ACCOUNT) -> Video
     source, probe, video = await _open_video(params.url)
     size = output_size(video.upright_size, params.width, params.height, params.crop)
     _check_pixels(*size)
-    alpha = video.alpha and params.format == "png"
-    frame = await grab_frame(source, probe, params.time, size, crop=params.crop, alpha=alpha)
-    path = await asyncio.to_thread(
-        save_frame, frame, current_run().work_dir / "out", params.format, quality=params.quality, poster=params.poster
+    path = await thumbnail_frame(
+        source, probe, params.time, size, current_run().work_dir / "out", crop=params.crop,
+        alpha=video.alpha and params.format == "png", format=params.format, quality=params.quality,
+        poster=params.poster,
     )
     return VideoThumbResult(
         width=size[0], height=size[1], original_width=video.width, original_height=video.height,
@@ -255,19 +244,27 @@ async def thumb(params: VideoThumbParams, account: str = LOCAL_ACCOUNT) -> Video
 
 
 @task_flow("video.strip")
-async def strip(params: StripParams, account: str = LOCAL_ACCOUNT) -> StripResult:
+async def strip(params: VideoStripParams, account: str = LOCAL_ACCOUNT) -> VideoStripResult:
     """Create a film strip image of frames at equal intervals, with the source's video.info values."""
     source, probe, video = await _open_video(params.url)
     size = output_size(video.upright_size, params.width, params.height, params.crop)
     times = strip_times(probe, params.start, params.end, params.count)
     columns, rows = grid(len(times), params.wrap)
     _check_pixels(size[0] * columns, size[1] * rows)
-    frames = await grab_frames(source, probe, times, size, crop=params.crop, progress=report_progress)
-    image = await asyncio.to_thread(tile, frames, params.wrap)
-    path = await asyncio.to_thread(save_frame, image, current_run().work_dir / "out", params.format)
-    return StripResult(
-        count=len(frames), width=image.width, height=image.height,
+    path, (width, height) = await film_strip(
+        source, probe, times, size, current_run().work_dir / "out", crop=params.crop, wrap=params.wrap,
+        format=params.format, progress=report_progress,
+    )
+    return VideoStripResult(
+        count=len(times), width=width, height=height,
         original_width=video.width, original_height=video.height, duration=round(probe.duration, 3),
         frame_rate=video.frame_rate, content_type=image_content_type(params.format),
         output=await store(path, "output"),
     )
+
+
+# Names from before the family prefix, kept for existing pipelines.
+ConvertParams = VideoConvertParams
+ReverseParams = VideoReverseParams
+StripParams = VideoStripParams
+StripResult = VideoStripResult

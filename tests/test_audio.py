@@ -17,15 +17,15 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from flows.settings import get_settings
-from flows.audio import TTSParams, WaveformParams
+from flows.audio import AudioTTSParams, AudioWaveformParams
 from flows.errors import TaskError
+from flows.settings import get_settings
 from flows.steps.audio import tts as tts_step
+from flows.steps.audio.beats import find_beats
 from flows.steps.audio.encode import encode_audio
 from flows.steps.audio.probe import probe_audio
-from flows.steps.audio.beats import find_beats
-from flows.steps.tools.media import probe_media
 from flows.steps.audio.waveform import PeakEnvelope, draw_waveform, render_waveform
+from flows.steps.tools.probe import probe_media
 
 SR = 44100
 BPM = 100.0
@@ -140,8 +140,8 @@ def test_render_waveform_scales_to_the_margin():
 
 
 async def test_draw_waveform_fills_where_the_signal_is_loud(sounds, tmp_path):
-    audio = await probe_audio(sounds["tone.wav"])
-    path, mime = await draw_waveform(sounds["tone.wav"], audio, tmp_path, width=200, height=50, vmargin=2,
+    audio = await probe_audio.fn(sounds["tone.wav"])
+    path, mime = await draw_waveform.fn(sounds["tone.wav"], audio, tmp_path, width=200, height=50, vmargin=2,
                                      fill="#00ff00", background="#000080", format="png")
     image = Image.open(path).convert("RGB")
     assert mime == "image/png" and image.size == (200, 50)
@@ -154,79 +154,79 @@ async def test_draw_waveform_fills_where_the_signal_is_loud(sounds, tmp_path):
     for x in (120, 160, 199):
         assert image.getpixel((x, 5)) == background and image.getpixel((x, 44)) == background
     # start/end: the window 1.5 s - 2.5 s is loud in its first half only
-    part, _ = await draw_waveform(sounds["tone.wav"], audio, tmp_path / "part", width=100, height=50,
+    part, _ = await draw_waveform.fn(sounds["tone.wav"], audio, tmp_path / "part", width=100, height=50,
                                   fill="#00ff00", background="#000080", start=1.5, end=2.5, format="png")
     window = Image.open(part).convert("RGB")
     assert window.getpixel((20, 5)) == fill and window.getpixel((80, 5)) == background
     with pytest.raises(TaskError, match="start"):
-        await draw_waveform(sounds["tone.wav"], audio, tmp_path, width=10, height=10, start=9.0)
+        await draw_waveform.fn(sounds["tone.wav"], audio, tmp_path, width=10, height=10, start=9.0)
 
 
 async def test_find_beats_on_a_click_track(sounds):
-    found = await find_beats(sounds["click.wav"], await probe_media(sounds["click.wav"]))
+    found = await find_beats.fn(sounds["click.wav"], await probe_media(sounds["click.wav"]))
     _, truth = click_track()
     assert matched(found.beats, truth) >= 0.95
     assert matched(truth.tolist(), np.array(found.beats)) >= 0.95  # and few extra beats
     assert matched(found.downbeats, truth[::4]) >= 0.9
     assert len(found.downbeats) <= len(truth[::4]) + 1
-    silent = await find_beats(sounds["silence.wav"], await probe_media(sounds["silence.wav"]))
+    silent = await find_beats.fn(sounds["silence.wav"], await probe_media(sounds["silence.wav"]))
     assert silent.beats == [] and silent.downbeats == []
 
 
 async def test_convert_copies_same_codec_unless_forced(sounds, tmp_path):
     source = sounds["tone.mp3"]
-    audio = await probe_audio(source)
-    copied = await encode_audio(source, audio.probe, tmp_path / "copy", "mp3", duration=audio.duration, force=False)
-    forced = await encode_audio(source, audio.probe, tmp_path / "force", "mp3", duration=audio.duration, force=True)
+    audio = await probe_audio.fn(source)
+    copied = await encode_audio.fn(source, audio.probe, tmp_path / "copy", "mp3", duration=audio.duration, force=False)
+    forced = await encode_audio.fn(source, audio.probe, tmp_path / "force", "mp3", duration=audio.duration, force=True)
     assert packets_md5(copied) == packets_md5(source) != packets_md5(forced)
     for path in (copied, forced):
         probe = await probe_media(path)
         assert probe.audio.codec == "mp3" and abs(probe.duration - 3.0) < 0.1
-    aac = await encode_audio(source, audio.probe, tmp_path / "aac", "aac", duration=audio.duration, force=False)
+    aac = await encode_audio.fn(source, audio.probe, tmp_path / "aac", "aac", duration=audio.duration, force=False)
     probe = await probe_media(aac)
     assert aac.suffix == ".m4a" and probe.audio.codec == "aac" and abs(probe.duration - 3.0) < 0.1
 
 
 async def test_probe_audio_names_what_is_wrong(sounds):
     with pytest.raises(TaskError, match="not a readable audio file"):
-        await probe_audio(sounds["notes.txt"])
+        await probe_audio.fn(sounds["notes.txt"])
     with pytest.raises(TaskError, match="no audio stream.*video"):
-        await probe_audio(sounds["mute.mp4"])
+        await probe_audio.fn(sounds["mute.mp4"])
     with pytest.raises(TaskError, match=r"truncated: its audio stops at 1\.\d+ s but the file announces 3\.\d+ s"):
-        await probe_audio(sounds["truncated.mp3"])
-    raw = await probe_audio(sounds["raw.aac"])  # ffprobe's bit-rate estimate is far off; the measure is not
+        await probe_audio.fn(sounds["truncated.mp3"])
+    raw = await probe_audio.fn(sounds["raw.aac"])  # ffprobe's bit-rate estimate is far off; the measure is not
     assert raw.codec == "aac" and raw.content_type == "audio/aac" and abs(raw.duration - 8.0) < 0.1
     assert abs((await probe_media(sounds["raw.aac"])).duration - 8.0) > 1
 
 
 async def test_speak_voices_differ_and_length_follows_text(tmp_path):
     short = "The quick brown fox jumps over the lazy dog."
-    julie = await tts_step.speak(short, "neospeech:julie", tmp_path / "j")
-    paul = await tts_step.speak(short, "neospeech:paul", tmp_path / "p")
-    longer = await tts_step.speak(short * 3, "neospeech:julie", tmp_path / "l")
+    julie = await tts_step.speak.fn(short, "neospeech:julie", tmp_path / "j")
+    paul = await tts_step.speak.fn(short, "neospeech:paul", tmp_path / "p")
+    longer = await tts_step.speak.fn(short * 3, "neospeech:julie", tmp_path / "l")
     durations = [(await probe_media(p)).duration for p in (julie, paul, longer)]
     assert durations[2] > 2.5 * durations[0] > 0
     assert median_pitch(decode(julie)) > 1.5 * median_pitch(decode(paul))
 
 
 def test_tts_and_waveform_parameters(monkeypatch):
-    assert TTSParams(text="hi", voice="neospoken: paul").voice == "neospeech:paul"
+    assert AudioTTSParams(text="hi", voice="neospoken: paul").voice == "neospeech:paul"
     monkeypatch.setenv("DRAGONFLOW_TTS_MAX_CHARS", "10")
     get_settings.cache_clear()
     try:
         with pytest.raises(ValidationError, match="11 characters long; the limit is 10"):
-            TTSParams(text="x" * 11)
+            AudioTTSParams(text="x" * 11)
     finally:
         monkeypatch.delenv("DRAGONFLOW_TTS_MAX_CHARS")
         get_settings.cache_clear()
     with pytest.raises(ValidationError, match="text is empty"):
-        TTSParams(text="   ")
+        AudioTTSParams(text="   ")
     with pytest.raises(ValidationError, match="not a color"):
-        WaveformParams(url="http://x/a.mp3", fill="blurple")
+        AudioWaveformParams(url="http://x/a.mp3", fill="blurple")
     with pytest.raises(ValidationError, match="end"):
-        WaveformParams(url="http://x/a.mp3", start=5, end=2)
+        AudioWaveformParams(url="http://x/a.mp3", start=5, end=2)
     with pytest.raises(ValidationError, match="vmargin"):
-        WaveformParams(url="http://x/a.mp3", height=10, vmargin=5)
+        AudioWaveformParams(url="http://x/a.mp3", height=10, vmargin=5)
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ page served locally, with the fetch rules and the page size cap."""
 
 from __future__ import annotations
 
-from flows.html import MAX_PAGE_BYTES
+from flows.settings import get_settings
 from flows.steps.html.scrape import embedded_player, scrape
 
 PAGE = """<!doctype html>
@@ -103,7 +103,7 @@ def test_scrape_task_on_a_local_page(service, media):
     assert status["status"] == "success", status
     assert status["result"] == {"page_title": "Holiday clips", "hits": expected(media.base)}
 
-    (site / "huge.html").write_bytes(b"<html>" + b" " * (MAX_PAGE_BYTES + 1))
+    (site / "huge.html").write_bytes(b"<html>" + b" " * (get_settings().max_page_bytes + 1))
     huge = service.run({"task_name": "html.scrape", "url": f"{media.base}/site/huge.html"})
     assert huge["status"] == "error" and "too large" in huge["error"], huge
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from flows.errors import TaskError
-from flows.steps.tools.media import ToolProcess, ffmpeg_stream, probe_media, run_ffmpeg, run_tool
+from flows.steps.tools.ffmpeg import ffmpeg_stream, run_ffmpeg
 from flows.steps.tools.pcm import decode_pcm, measure_audio
+from flows.steps.tools.probe import probe_media
+from flows.steps.tools.process import ToolProcess, run_tool
 
 # Read in real time (-re): without it lavfi makes 600 s of sine in ~0.3 s, before any timeout.
 ENDLESS_SINE = ["-re", "-f", "lavfi", "-i", "sine=d=600:r=11025"]

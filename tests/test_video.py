@@ -10,6 +10,7 @@ import array
 import io
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -18,9 +19,10 @@ import pytest
 from PIL import Image, ImageStat
 
 from flows.errors import TaskError
+from flows.steps.tools.ffmpeg import ffmpeg_timeout, input_args, run_ffmpeg
+from flows.steps.tools.probe import content_type, probe_media
 from flows.steps.video.encode import Encoding
 from flows.steps.video.frames import grab_frame, grid, strip_times
-from flows.steps.tools.media import content_type, ffmpeg_timeout, input_args, probe_media, run_ffmpeg
 from flows.steps.video.reverse import reverse_video, segment_seconds
 from flows.steps.video.scaling import output_size
 
@@ -130,6 +132,17 @@ async def test_grab_frame_seeks_to_the_time_and_clamps_past_the_end(clips):
     assert abs(frame_index(past) - (SECONDS * FPS - 1)) <= 1.0
 
 
+async def test_grab_frame_reads_and_decodes_off_the_event_loop(clips, monkeypatch):
+    """A raw frame (up to ~300 MB at the pixel cap) is read and decoded in a worker thread,
+    never on the event loop the warm worker's runs share."""
+    threads = []
+    frombytes = Image.frombytes
+    monkeypatch.setattr(Image, "frombytes", lambda *a, **k: threads.append(threading.current_thread()) or frombytes(*a, **k))
+    probe = await probe_media(clips["colour"])
+    await grab_frame(clips["colour"], probe, 60.0, (40, 30), crop=False)  # past the end: the tail is read too
+    assert threads and threading.current_thread() not in threads
+
+
 async def test_strip_times_at_equal_intervals(clips):
     probe = await probe_media(clips["colour"])
     times = strip_times(probe, 1.0, None, 5)
@@ -149,7 +162,7 @@ async def test_reverse_in_segments_keeps_every_frame_and_reverses_audio(clips, t
         seen.append(percent)
 
     # 1.3 s segments: 5 of them, boundaries between frames and not on the GOP
-    await reverse_video(clips["colour"], probe, dest, (160, 120), crop=False, encoding=Encoding(),
+    await reverse_video.fn(clips["colour"], probe, dest, (160, 120), crop=False, encoding=Encoding(),
                         progress=progress, segment=1.3)
     assert frames_of(dest) == frames_of(clips["colour"]) == SECONDS * FPS
     indexes = [frame_index(decode_frame(dest, t)) for t in range(0, SECONDS * FPS, 7)]

@@ -1,1 +1,3 @@
-"""Audio internals: probe, encode, waveform, beats, text to speech."""
+"""Audio internals. Steps (Prefect tasks; ``.fn`` is the plain coroutine function):
+``probe.probe_audio``, ``encode.encode_audio``, ``waveform.draw_waveform``,
+``beats.find_beats``, ``tts.speak``."""

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import librosa
 import numpy as np
 
-from flows.steps.tools.media import MediaProbe, ProgressCallback
+from flows.steps.step import step, step_log
+from flows.steps.tools.ffmpeg import ProgressCallback
 from flows.steps.tools.pcm import decode_pcm
+from flows.steps.tools.probe import MediaProbe
 
 SR = 22050
 HOP = 512
@@ -101,8 +102,11 @@ class _Analysis:
 
 @lru_cache
 def _analysis() -> _Analysis:
-    """STFT window, mel filters and band selections (built on first use: librosa's
-    submodules are slow to import)."""
+    """STFT window, mel filters and band selections (built on first use). librosa is imported
+    where it is used, here and below: it is slow to import, and the API process imports this
+    module without running it."""
+    import librosa
+
     return _Analysis(
         window=np.hanning(N_FFT + 1)[:-1].astype(np.float32),
         mel=librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32),
@@ -188,6 +192,8 @@ def local_tempogram(flux: np.ndarray, bpm: np.ndarray) -> np.ndarray:
 
 def tempo_curve(flux: np.ndarray) -> np.ndarray:
     """The tempo (BPM) at every frame: Viterbi path through the local tempogram."""
+    import librosa
+
     bpm = _tempo_grid()
     gram = local_tempogram(flux, bpm)
     prior = np.exp(-0.5 * (np.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
@@ -231,6 +237,8 @@ def _dp_beats(flux: np.ndarray, tempo: np.ndarray) -> np.ndarray:
     """librosa's dynamic-programming beat tracker on a time-varying tempo, with the edges
     fixed: its own trimming drops ordinary beats near the ends, and its first beat after a
     silent start is often misplaced."""
+    import librosa
+
     _, frames = librosa.beat.beat_track(
         onset_envelope=flux, sr=SR, hop_length=HOP, bpm=tempo, units="frames", trim=False
     )
@@ -336,10 +344,13 @@ def track_beats(features: Features) -> Beats:
     return Beats([round(float(t), 3) for t in times], [round(float(t), 3) for t in downbeats])
 
 
+@step("beats")
 async def find_beats(source: Path, probe: MediaProbe, *, progress: ProgressCallback | None = None) -> Beats:
     """Decode ``source`` as a stream and find its beats and downbeats."""
     features = OnsetFeatures()
     async with aclosing(decode_pcm(source, probe, rate=SR, chunk_seconds=10.0, progress=progress)) as chunks:
         async for chunk in chunks:
             await asyncio.to_thread(features.add, chunk)
-    return await asyncio.to_thread(lambda: track_beats(features.finish()))
+    found = await asyncio.to_thread(lambda: track_beats(features.finish()))
+    step_log("%d beats, %d downbeats in %s", len(found.beats), len(found.downbeats), source.name)
+    return found

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.steps.tools.media import MediaProbe, ProgressCallback, ffmpeg_timeout, input_args, run_ffmpeg
+from flows.steps.step import step, step_log
+from flows.steps.tools.ffmpeg import ProgressCallback, input_args, run_ffmpeg
+from flows.steps.tools.probe import MediaProbe
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ def codec_options(codec: AudioCodec, probe: MediaProbe, *, copy: bool) -> list[s
     return options
 
 
+@step("encode", run_name="encode {codec}")
 async def encode_audio(
     source: Path,
     probe: MediaProbe,
@@ -65,6 +68,7 @@ async def encode_audio(
     await run_ffmpeg(
         [*input_args(source, probe.format_name), "-map", "0:a:0", "-vn", "-sn", "-dn",
          "-map_metadata", "0", *codec_options(target, probe, copy=copy), *target.muxer, str(path)],
-        duration=duration, timeout=ffmpeg_timeout(duration), progress=progress,
+        duration=duration, progress=progress,
     )
+    step_log("%s %s to %s (%d bytes)", "copied" if copy else "encoded", codec, path.name, path.stat().st_size)
     return path

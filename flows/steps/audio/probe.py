@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.errors import TaskError
-from flows.steps.tools.media import MediaProbe, content_type, probe_media
+from flows.steps.step import step, step_log
 from flows.steps.tools.pcm import measure_audio
+from flows.steps.tools.probe import MediaProbe, content_type, probe_media
 
 # A file is truncated when its audio ends before this share of the duration it announces
 # (less TRUNCATION_SLACK seconds): container durations are exact to a packet or two.
@@ -37,6 +38,7 @@ def _announced_audio_duration(probe: MediaProbe) -> float:
     return probe.duration
 
 
+@step("probe", run_name="probe {path.name}")
 async def probe_audio(path: Path) -> AudioInput:
     """Probe ``path`` and measure its audio stream; TaskError naming what is wrong otherwise."""
     try:
@@ -57,4 +59,5 @@ async def probe_audio(path: Path) -> AudioInput:
         )
     if duration <= 0:
         raise TaskError("the input's audio stream is empty")
+    step_log("%s: %s; %.2f s of audio", path.name, probe.summary(), duration)
     return AudioInput(probe=probe, duration=duration, content_type=content_type(probe), codec=probe.audio.codec)

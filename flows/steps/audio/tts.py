@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.steps.tools.media import run_tool
+from flows.steps.step import step, step_log
+from flows.steps.tools.process import run_tool
 
 # Client voice names -> espeak-ng voices: a female and a male US-English voice.
 VOICES = {
@@ -16,6 +17,7 @@ TIMEOUT_BASE = 30.0
 TIMEOUT_PER_CHAR = 0.01
 
 
+@step("tts", run_name="tts {voice}")
 async def speak(text: str, voice: str, dest_dir: Path) -> Path:
     """Speak ``text`` with ``voice`` (a key of VOICES) into ``dest_dir/speech.wav``.
 
@@ -28,4 +30,5 @@ async def speak(text: str, voice: str, dest_dir: Path) -> Path:
         ["espeak-ng", "-b", "1", "-v", VOICES[voice], "-f", str(text_file), "-w", str(wav)],
         timeout=TIMEOUT_BASE + TIMEOUT_PER_CHAR * len(text), what="espeak-ng",
     )
+    step_log("%d characters spoken by %s (%d bytes of WAV)", len(text), VOICES[voice], wav.stat().st_size)
     return wav

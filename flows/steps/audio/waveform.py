@@ -12,7 +12,8 @@ from PIL import Image
 
 from flows.errors import TaskError
 from flows.steps.audio.probe import AudioInput
-from flows.steps.tools.media import ProgressCallback
+from flows.steps.step import step, step_log
+from flows.steps.tools.ffmpeg import ProgressCallback
 from flows.steps.tools.pcm import decode_pcm
 
 RATE = 11025
@@ -78,6 +79,7 @@ def render_waveform(
     return image
 
 
+@step("waveform", run_name="waveform {width}x{height}")
 async def draw_waveform(
     source: Path,
     audio: AudioInput,
@@ -112,4 +114,5 @@ async def draw_waveform(
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"waveform.{ext}"
     await asyncio.to_thread(image.save, path, pil_format, **options)
+    step_log("%s: %dx%d over %.2f s from %.2f s", path.name, width, height, stop - start, start)
     return path, mime

@@ -9,11 +9,17 @@ http(s) URLs are kept, and each appears once per list.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urldefrag, urljoin, urlsplit
 
-from bs4 import BeautifulSoup, Tag
+from flows.steps.step import step, step_log
+
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup, Tag
 
 _YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com", "youtube-nocookie.com",
                   "www.youtube-nocookie.com"}
@@ -108,6 +114,8 @@ def embedded_player(url: str) -> tuple[str, str] | None:
 
 def scrape(html: bytes, page_url: str) -> tuple[str | None, dict[str, list[dict]]]:
     """The page's title and its hits: ``{"videos": [...], "images": [...]}``, in page order."""
+    from bs4 import BeautifulSoup  # imported on first use: the API process imports this module
+
     soup = BeautifulSoup(html, "html.parser")
     base_tag = soup.find("base", href=True)
     base = urljoin(page_url, base_tag["href"].strip()) if base_tag else page_url
@@ -120,6 +128,15 @@ def scrape(html: bytes, page_url: str) -> tuple[str | None, dict[str, list[dict]
         title = _meta_content(soup, "og:title") or _meta_content(soup, "twitter:title") or ""
     as_dicts = lambda found: [vars(hit).copy() for hit in found.values()]  # noqa: E731
     return title or None, {"videos": as_dicts(hits.videos), "images": as_dicts(hits.images)}
+
+
+@step("scrape", run_name="scrape {page.name}")
+async def scrape_page(page: Path, page_url: str) -> tuple[str | None, dict[str, list[dict]]]:
+    """``scrape`` of the page saved at ``page`` (fetched from ``page_url``), off the event loop."""
+    html = await asyncio.to_thread(page.read_bytes)
+    title, hits = await asyncio.to_thread(scrape, html, page_url)
+    step_log("%d bytes, title %r: %d videos, %d images", len(html), title, len(hits["videos"]), len(hits["images"]))
+    return title, hits
 
 
 def _scan_tag(tag: Tag, hits: _Hits) -> None:

@@ -3,12 +3,14 @@ conversion of what is found there back to the source's pixels and to fractions o
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from flows.steps.image.imaging import render
+from flows.steps.step import step, step_log
 
 # Longest side, in pixels, images are analysed at (a JPEG is decoded at reduced size).
 ANALYSIS_SIDE = 1024
@@ -60,6 +62,14 @@ def load_for_analysis(src: Path, *, side: int = ANALYSIS_SIDE, max_pixels: int |
         background = Image.new("RGBA", image.size, "white")
         image = Image.alpha_composite(background, image)
     return AnalysisImage(image.convert("RGB"), original)
+
+
+@step("decode", run_name="decode {src.name}")
+async def decode(src: Path) -> AnalysisImage:
+    """``load_for_analysis`` as a step, off the event loop."""
+    analysed = await asyncio.to_thread(load_for_analysis, src)
+    step_log("%s: %dx%d, analysed at %dx%d", src.name, *analysed.original, *analysed.image.size)
+    return analysed
 
 
 def _clip(value: float, limit: int) -> int:

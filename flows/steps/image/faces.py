@@ -4,12 +4,15 @@ run by OpenCV's DNN module (no download, no GPU). Measured on real photographs b
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from flows.steps.step import step, step_log
 
 # A detection is kept from this final-stage probability on (MTCNN's own cut is 0.7).
 MIN_CONFIDENCE = 0.9
@@ -53,6 +56,15 @@ def detect_faces(image: Image.Image, *, min_confidence: float = MIN_CONFIDENCE) 
         x, y, w, h = item["box"]
         faces.append(Face(float(x), float(y), float(w), float(h), round(confidence, 4), _face_type(item["keypoints"])))
     return sorted(faces, key=lambda face: -face.confidence)
+
+
+@step("faces")
+async def find_faces(image: Image.Image) -> list[Face]:
+    """``detect_faces`` as a step, off the event loop."""
+    faces = await asyncio.to_thread(detect_faces, image)
+    step_log("%d face(s) in %dx%d: %s", len(faces), *image.size,
+             ", ".join(f"{face.type} {face.confidence:.2f}" for face in faces) or "none")
+    return faces
 
 
 def _face_type(points: dict) -> str:

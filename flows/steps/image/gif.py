@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from itertools import islice
 from pathlib import Path
 from typing import Sequence
@@ -12,6 +13,7 @@ from flows.errors import TaskError
 from flows.settings import get_settings
 from flows.steps.image.imaging import frame_size, resize_upright, save_image
 from flows.steps.image.probe import DECODE_ERRORS, about_source, open_image
+from flows.steps.step import step, step_log
 
 # Frames one GIF may hold, all inputs together (an animated input contributes each of its frames).
 MAX_FRAMES = 500
@@ -75,3 +77,12 @@ def make_gif(
         options["disposal"] = 2  # clear each frame before the next: transparent areas stay clear
     dest = save_image(frames[0], dest_dir, "gif", **options)
     return dest, {"width": size[0], "height": size[1]}
+
+
+@step("gif", run_name=lambda parameters: f"gif of {len(parameters['sources'])} images")
+async def animate(sources: Sequence[tuple[str, Path]], dest_dir: Path, **options) -> tuple[Path, dict]:
+    """``make_gif`` as a step, off the event loop."""
+    dest, values = await asyncio.to_thread(make_gif, sources, dest_dir, **options)
+    step_log("%s: %dx%d from %d images (%d bytes)", dest.name, values["width"], values["height"], len(sources),
+             dest.stat().st_size)
+    return dest, values

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image, ImageCms, ImageDraw, ImageOps
 from flows.errors import TaskError
 from flows.settings import get_settings
 from flows.steps.image.probe import DECODE_ERRORS, about_source, open_image, upright_size
+from flows.steps.step import step, step_log
 
 # format parameter -> (Pillow format, file extension, save options)
 _FORMATS = {
@@ -69,6 +71,20 @@ def make_thumbnail(
         "original_width": original[0],
         "original_height": original[1],
     }
+    return dest, values
+
+
+def _thumbnail_name(parameters: dict) -> str:
+    options = parameters["options"]
+    return f"thumbnail {options.get('width') or 'auto'}x{options.get('height') or 'auto'}"
+
+
+@step("thumbnail", run_name=_thumbnail_name)
+async def thumbnail(src: Path, dest_dir: Path, **options) -> tuple[Path, dict]:
+    """``make_thumbnail`` as a step, off the event loop."""
+    dest, values = await asyncio.to_thread(make_thumbnail, src, dest_dir, **options)
+    step_log("%s: %dx%d from %dx%d (%d bytes)", dest.name, values["width"], values["height"],
+             values["original_width"], values["original_height"], dest.stat().st_size)
     return dest, values
 
 
@@ -193,8 +209,6 @@ def frame_size(
     url, path = sources[0]
     with about_source(url), open_image(path, max_pixels=max_pixels) as first:
         return target_size(upright_size(first), width, height)
-
-
 
 
 def _centre_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from flows.errors import FetchError, TaskError
 from flows.settings import get_settings
+from flows.steps.step import step, step_log
 
 # EXIF orientation -> clockwise degrees to turn the stored pixels to see the image as shot.
 # Orientations 2, 4, 5 and 7 need a mirror flip, which no rotation alone can express.
@@ -115,6 +117,14 @@ def probe_image(path: Path, *, max_pixels: int | None = None) -> ImageProbe:
             iso_speed=_number(tag(ExifTags.Base.ISOSpeedRatings)),
             exposure_time=_number(tag(ExifTags.Base.ExposureTime)),
         )
+
+
+@step("probe", run_name="probe {path.name}")
+async def probe(path: Path) -> ImageProbe:
+    """``probe_image`` as a step, off the event loop."""
+    found = await asyncio.to_thread(probe_image, path)
+    step_log("%s: %s %dx%d%s", path.name, found.format, found.width, found.height, " with alpha" if found.alpha else "")
+    return found
 
 
 def to_image_info(probe: ImageProbe) -> dict:

@@ -4,9 +4,12 @@ Detection: A Spectral Residual Approach", CVPR 2007), as OpenCV's contrib
 
 from __future__ import annotations
 
-import cv2
+import asyncio
+
 import numpy as np
 from PIL import Image
+
+from flows.steps.step import step, step_log
 
 # The saliency map is computed with the image's longest side at this many pixels (the paper's 64).
 MAP_SIDE = 64
@@ -18,6 +21,8 @@ MIN_WEIGHT = 0.1
 
 def saliency_map(image: Image.Image) -> np.ndarray:
     """The spectral-residual saliency of ``image`` (longest side ``MAP_SIDE``), scaled to 0-1."""
+    import cv2  # imported on first use: the API process imports this module but never runs it
+
     scale = MAP_SIDE / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     grey = np.asarray(image.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float32) / 255
@@ -50,4 +55,12 @@ def salient_points(image: Image.Image, count: int) -> list[tuple[float, float, f
             break
         points.append(((x + 0.5) * image.width / w, (y + 0.5) * image.height / h, round(weight, 4)))
         remaining[(xs - x) ** 2 + (ys - y) ** 2 <= radius**2] = 0
+    return points
+
+
+@step("saliency", run_name="saliency {count} points")
+async def find_salient_points(image: Image.Image, count: int) -> list[tuple[float, float, float]]:
+    """``salient_points`` as a step, off the event loop."""
+    points = await asyncio.to_thread(salient_points, image, count)
+    step_log("%d salient point(s) in %dx%d", len(points), *image.size)
     return points

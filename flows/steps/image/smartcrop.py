@@ -4,6 +4,7 @@ levels, plus the faces they hold whole; a focal point, when given, ranks them in
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from flows.steps.image.faces import Face
+from flows.steps.step import step, step_log
 
 # Entropy is measured on the image with its longest side at this many pixels...
 ENTROPY_SIDE = 400
@@ -130,3 +132,12 @@ def _entropies(grey: np.ndarray, left: np.ndarray, top: np.ndarray, ww: int, wh:
     with np.errstate(divide="ignore", invalid="ignore"):
         bits = -np.where(p > 0, p * np.log2(p), 0.0).sum(axis=1)
     return bits / math.log2(LEVELS)
+
+
+@step("smartcrop", run_name=lambda parameters: f"smartcrop {parameters['options']['aspect_ratio']:.3g}:1")
+async def find_crop_boxes(image: Image.Image, **options) -> list[Box]:
+    """``smart_boxes`` as a step, off the event loop."""
+    boxes = await asyncio.to_thread(smart_boxes, image, **options)
+    step_log("%d box(es) in %dx%d, best score %s", len(boxes), *image.size,
+             f"{boxes[0].score:.3f}" if boxes else "-")
+    return boxes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import Sequence
@@ -12,6 +13,7 @@ from flows.errors import TaskError
 from flows.settings import get_settings
 from flows.steps.image.imaging import check_format, content_type, frame_size, render, save_image
 from flows.steps.image.probe import about_source
+from flows.steps.step import step, step_log
 
 
 def make_strip(
@@ -56,4 +58,13 @@ def make_strip(
         strip.paste(frame, position, frame if frame.mode == "RGBA" else None)
     dest = save_image(strip, dest_dir, format)
     values = {"count": len(sources), "width": size[0], "height": size[1], "content_type": content_type(format)}
+    return dest, values
+
+
+@step("strip", run_name=lambda parameters: f"strip of {len(parameters['sources'])} images")
+async def tile_images(sources: Sequence[tuple[str, Path]], dest_dir: Path, **options) -> tuple[Path, dict]:
+    """``make_strip`` as a step, off the event loop."""
+    dest, values = await asyncio.to_thread(make_strip, sources, dest_dir, **options)
+    step_log("%s: %d images, %dx%d (%d bytes)", dest.name, values["count"], values["width"], values["height"],
+             dest.stat().st_size)
     return dest, values

@@ -1,1 +1,2 @@
-"""External tools: the ffmpeg/ffprobe/espeak-ng runner and PCM decoding."""
+"""External tools: the process runner (``process``), ffmpeg (``ffmpeg``), ffprobe (``probe``,
+with the ``probe_input`` step) and PCM decoding (``pcm``)."""

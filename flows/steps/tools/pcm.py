@@ -1,6 +1,6 @@
 """Audio decoded to PCM chunks (never the whole file in memory) and a demux-only pass that
-measures where an audio stream really ends, both on ``media.ffmpeg_stream`` (its timeout and
-kill) with inputs through ``media.input_args`` (local files only, whitelisted demuxers).
+measures where an audio stream really ends, both on ``ffmpeg.ffmpeg_stream`` (its timeout and
+kill) with inputs through ``ffmpeg.input_args`` (local files only, whitelisted demuxers).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from flows.steps.tools.media import MediaProbe, ProgressCallback, ffmpeg_stream, ffmpeg_timeout, input_args, output_times
+from flows.steps.tools.ffmpeg import ProgressCallback, ffmpeg_stream, ffmpeg_timeout, input_args, output_times
+from flows.steps.tools.probe import MediaProbe
 
 
 async def decode_pcm(

@@ -13,11 +13,13 @@ from pathlib import Path
 from PIL import Image
 
 from flows.errors import TaskError
+from flows.settings import get_settings
 from flows.steps.image import imaging
-from flows.steps.tools.media import MediaProbe, ProgressCallback, input_args, run_ffmpeg
+from flows.steps.step import step, step_log
+from flows.steps.tools.ffmpeg import ProgressCallback, input_args, run_ffmpeg
+from flows.steps.tools.probe import MediaProbe
 from flows.steps.video.scaling import scale_filter
 
-FRAME_TIMEOUT = 120.0
 # Seconds before a time past the last frame from which the last frame is searched.
 _TAIL = 2.0
 
@@ -35,25 +37,36 @@ async def grab_frame(
     """The first upright frame from ``time`` s on (the last one when past the end), scaled to
     ``size`` (fit, or filled and centre-cropped with ``crop``); RGBA when ``alpha``."""
     mode, pix_fmt = ("RGBA", "rgba") if alpha else ("RGB", "rgb24")
-    frame_bytes = size[0] * size[1] * len(mode)
     time = min(max(0.0, time), last_frame_time(probe))
     target = path.with_name(f"{path.name}.{time:.3f}.{size[0]}x{size[1]}.{pix_fmt}")
     output = ["-an", "-sn", "-dn", "-vf", scale_filter(size, crop), "-pix_fmt", pix_fmt,
               "-f", "rawvideo", str(target)]
+    timeout = get_settings().probe_timeout
     try:
         await run_ffmpeg([*input_args(path, probe.format_name, seek=time), "-frames:v", "1", *output],
-                         timeout=FRAME_TIMEOUT)
-        data = target.read_bytes()
-        if len(data) < frame_bytes:  # past the last frame: decode the tail and keep its last frame
+                         timeout=timeout)
+        frame = await asyncio.to_thread(_last_frame, target, mode, size)
+        if frame is None:  # past the last frame: decode the tail and keep its last frame
             await run_ffmpeg([*input_args(path, probe.format_name, seek=max(0.0, time - _TAIL)), *output],
-                             timeout=FRAME_TIMEOUT)
-            data = target.read_bytes()
+                             timeout=timeout)
+            frame = await asyncio.to_thread(_last_frame, target, mode, size)
     finally:
         target.unlink(missing_ok=True)
-    if len(data) < frame_bytes:
+    if frame is None:
         raise TaskError(f"no video frame could be decoded at {time:g} s")
-    last = len(data) // frame_bytes - 1
-    return Image.frombytes(mode, size, data[last * frame_bytes:(last + 1) * frame_bytes])
+    return frame
+
+
+def _last_frame(raw: Path, mode: str, size: tuple[int, int]) -> Image.Image | None:
+    """The last whole frame of a raw video file (None when it holds none); only that frame
+    is read."""
+    frame_bytes = size[0] * size[1] * len(mode)
+    count = raw.stat().st_size // frame_bytes
+    if not count:
+        return None
+    with raw.open("rb") as file:
+        file.seek((count - 1) * frame_bytes)
+        return Image.frombytes(mode, size, file.read(frame_bytes))
 
 
 def strip_times(probe: MediaProbe, start: float, end: float | None, count: int) -> list[float]:
@@ -95,6 +108,36 @@ async def grab_frames(
         return frame
 
     return list(await asyncio.gather(*(one(t) for t in times)))
+
+
+@step("thumbnail", run_name=lambda parameters: "thumbnail {}x{} at {:g} s".format(*parameters["size"],
+                                                                                   parameters["time"]))
+async def thumbnail_frame(
+    path: Path, probe: MediaProbe, time: float, size: tuple[int, int], dest_dir: Path, *, crop: bool,
+    alpha: bool = False, format: str = "jpeg", quality: int | None = None, poster: bool = False,
+) -> Path:
+    """``grab_frame`` written by ``save_frame`` to ``dest_dir``: ``video.thumb``'s image."""
+    frame = await grab_frame(path, probe, time, size, crop=crop, alpha=alpha)
+    dest = await asyncio.to_thread(save_frame, frame, dest_dir, format, quality=quality, poster=poster)
+    step_log("frame at %.3f s of %s as %s, %dx%d (%d bytes)", min(time, last_frame_time(probe)), path.name,
+             dest.name, *size, dest.stat().st_size)
+    return dest
+
+
+@step("strip", run_name=lambda parameters: "strip of {} frames {}x{}".format(len(parameters["times"]),
+                                                                             *parameters["size"]))
+async def film_strip(
+    path: Path, probe: MediaProbe, times: list[float], size: tuple[int, int], dest_dir: Path, *, crop: bool,
+    wrap: int | None, format: str = "jpeg", progress: ProgressCallback | None = None,
+) -> tuple[Path, tuple[int, int]]:
+    """The frames at ``times`` tiled ``wrap`` to a row and saved in ``dest_dir``: ``video.strip``'s
+    image; returns it with its size."""
+    frames = await grab_frames(path, probe, times, size, crop=crop, progress=progress)
+    image = await asyncio.to_thread(tile, frames, wrap)
+    dest = await asyncio.to_thread(save_frame, image, dest_dir, format)
+    step_log("%d frames from %.3f s to %.3f s of %s as %s, %dx%d (%d bytes)", len(frames), times[0], times[-1],
+             path.name, dest.name, *image.size, dest.stat().st_size)
+    return dest, image.size
 
 
 def grid(count: int, wrap: int | None) -> tuple[int, int]:

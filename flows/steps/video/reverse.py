@@ -14,10 +14,10 @@ import math
 from pathlib import Path
 
 from flows.errors import TaskError
+from flows.steps.step import step, step_log
+from flows.steps.tools.ffmpeg import INPUT_PROTOCOLS, ProgressCallback, ffmpeg_timeout, input_args, run_ffmpeg
+from flows.steps.tools.probe import MediaProbe
 from flows.steps.video.encode import Encoding
-from flows.steps.tools.media import (
-    INPUT_PROTOCOLS, MediaProbe, ProgressCallback, ffmpeg_timeout, input_args, run_ffmpeg,
-)
 from flows.steps.video.scaling import scale_filter
 
 # Decoded frames a segment may hold (the reverse filter buffers them all).
@@ -33,6 +33,7 @@ def segment_seconds(size: tuple[int, int], frame_rate: float, budget: int = SEGM
     return min(MAX_SEGMENT_SECONDS, frames / (frame_rate or 25.0))
 
 
+@step("reverse", run_name=lambda parameters: "reverse {}x{}".format(*parameters["size"]))
 async def reverse_video(
     src: Path,
     probe: MediaProbe,
@@ -81,9 +82,11 @@ async def reverse_video(
             ["-copyts", "-start_at_zero", "-noaccurate_seek",
              *input_args(src, probe.format_name, seek=max(0.0, start - _SEEK_MARGIN)),
              "-filter_complex", graph, *outputs],
-            duration=part, timeout=ffmpeg_timeout(part), progress=segment_progress,
+            duration=part, progress=segment_progress,
         )
     await _join(work, videos, audios, dest, encoding, probe, duration)
+    step_log("%.2f s reversed in %d segment(s) of %.1f s to %s (%d bytes)", duration, count, length, dest.name,
+             dest.stat().st_size)
 
 
 async def _join(
