@@ -4,8 +4,11 @@ One block type, ``Dragonflow Storage``, with one block document per storage syst
 client names in ``task_store.type``: ``persistent`` (the default, files kept until the
 account's expiration) and ``volatile`` (files expire after 7 days). ``root`` is a local
 directory or any fsspec URL (``s3://bucket/prefix``); ``public_url`` is where clients
-download the files (the API serves local roots under ``/storage/<name>/``); ``credentials``
-(an ``S3Credentials`` block) are passed to fsspec for ``s3://`` roots.
+download the files (the API serves local roots under ``/storage/<name>/``; a CDN or the
+bucket's public address for ``s3://``); an ``s3://`` root without a ``public_url`` answers
+presigned URLs valid ``url_lifetime`` seconds. ``credentials`` (an ``S3Credentials`` block)
+are passed to fsspec for ``s3://`` roots. Listing, deleting and expiring files go through
+fsspec, so they work alike on a local directory and on S3.
 
 ``OutputStore`` is the interface every place a task's output files can go implements
 (a ``StorageBlock``; later a signed-URL PUT, a YouTube upload, VimQu's registered storages).
@@ -20,6 +23,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+from urllib.parse import unquote
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -76,14 +80,22 @@ class StorageBlock(Block):
     """
 
     root: str = Field(description="Local directory or fsspec URL the files are written under.")
-    public_url: str = Field(description="URL prefix clients download the files from.")
+    public_url: str = Field(
+        "", description="URL prefix clients download the files from; empty on an s3:// root: presigned URLs."
+    )
     expire_days: int = Field(0, description="Files older than this are deleted; 0 keeps them.")
     credentials: S3Credentials | None = Field(None, description="Credentials for an s3:// root.")
+    url_lifetime: int = Field(
+        7 * 24 * 3600, ge=1, le=7 * 24 * 3600,
+        description="Seconds a presigned download URL stays valid (s3:// roots without a public URL).",
+    )
 
     @cached_property
     def location(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem ``root`` lives on (with the credentials) and root's path on it."""
         options = self.credentials.storage_options() if self.credentials else {}
+        if self.root.startswith(("s3://", "s3a://")):  # presigned URLs with Signature V4 (V2 is retired)
+            options.setdefault("config_kwargs", {}).setdefault("signature_version", "s3v4")
         return fsspec.core.url_to_fs(self.root, **options)
 
     @property
@@ -100,15 +112,34 @@ class StorageBlock(Block):
         clean = posixpath.normpath("/" + relative).lstrip("/")
         return posixpath.join(root, clean)
 
+    @property
+    def presigned(self) -> bool:
+        """True when clients get presigned URLs (no ``public_url``, a filesystem that signs)."""
+        return not self.public_url and not self.is_local
+
     def url_for(self, relative: str) -> str:
-        return f"{self.public_url.rstrip('/')}/{relative}"
+        """The URL clients download ``relative`` from (presigned: valid ``url_lifetime`` s)."""
+        if self.public_url or self.is_local:
+            return f"{self.public_url.rstrip('/')}/{relative}"
+        try:
+            return self.fs.sign(self.object_path(relative), expiration=self.url_lifetime)
+        except NotImplementedError:
+            raise ValueError(f"storage {self.root} cannot sign URLs: set its public_url") from None
+
+    @cached_property
+    def _unsigned_root(self) -> str:
+        """The URL of root without a signature (what presigned URLs of its files start with)."""
+        return self.fs.sign(self.object_path(""), expiration=60).split("?", 1)[0].rstrip("/")
 
     def relative_for_url(self, url: str) -> str | None:
         """``account/KEY/output.jpg`` when ``url`` points into this storage, else None."""
-        prefix = self.public_url.rstrip("/") + "/"
+        try:
+            prefix = (self._unsigned_root if self.presigned else self.public_url.rstrip("/")) + "/"
+        except (NotImplementedError, ValueError):
+            return None
         if not url.startswith(prefix):
             return None
-        relative = posixpath.normpath(url[len(prefix):].split("?", 1)[0])
+        relative = posixpath.normpath(unquote(url[len(prefix):].split("?", 1)[0]))
         if relative.startswith("..") or relative.startswith("/"):
             return None
         return relative
@@ -138,7 +169,7 @@ class StorageBlock(Block):
             self.fs.put_file(str(local), target)
 
         await asyncio.to_thread(_put)
-        return self.url_for(relative)
+        return await asyncio.to_thread(self.url_for, relative)
 
 
 _loaded: dict[str, StorageBlock] = {}

@@ -96,29 +96,5 @@ def file_size(path: Path) -> int:
     return os.path.getsize(path)
 
 
-async def sleep_before(attempt: int, policy: RetryPolicy) -> None:
-    await asyncio.sleep(policy.delays()[attempt] if attempt < policy.retries else 0)
-
-
-def http_client(policy: RetryPolicy) -> httpx.AsyncClient:
-    """The HTTP client of one upload: no environment proxies, the policy's timeout."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(policy.timeout, connect=min(policy.timeout, 30.0)),
-                             trust_env=False, follow_redirects=False)
-
-
 TRANSPORT_ERRORS = (httpx.TransportError, OSError)
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-async def retrying(what: str, policy: RetryPolicy, call: Callable[[int], Awaitable[Any]]) -> Any:
-    """``call(attempt)`` until it returns, trying again after a transient UploadError (with
-    the policy's backoff); the last error is raised."""
-    attempt = 0
-    while True:
-        try:
-            return await call(attempt)
-        except UploadError as exc:
-            if not exc.transient or attempt >= policy.retries:
-                raise
-        await asyncio.sleep(policy.delays()[attempt])
-        attempt += 1

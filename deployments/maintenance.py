@@ -10,6 +10,7 @@ from prefect.client.orchestration import get_client
 
 from blocks.account import load_accounts
 from blocks.storage import STORE_NAMES, StorageBlock, load_store
+from flows.contract import secrets
 
 
 def expire(store: StorageBlock, relative_dir: str, days: int) -> tuple[int, int]:
@@ -23,8 +24,9 @@ def expire(store: StorageBlock, relative_dir: str, days: int) -> tuple[int, int]
 
 @flow(name="expire-files", persist_result=False)
 async def expire_files() -> dict[str, int]:
-    """Delete output files past their lifetime: a storage system's ``expire_days``
-    (volatile: 7 days) and each account's persistent-file expiration."""
+    """Delete output files past their lifetime (a storage system's ``expire_days``,
+    volatile: 7 days, and each account's persistent-file expiration) and per-run secret
+    blocks older than a day."""
     logger = get_run_logger()
     summary: dict[str, int] = {}
     jobs: list[tuple[str, StorageBlock, str, int]] = []
@@ -42,4 +44,6 @@ async def expire_files() -> dict[str, int]:
         deleted, freed = await asyncio.to_thread(expire, store, relative_dir, days)
         logger.info("%s: deleted %d files older than %d days (%d bytes)", label, deleted, days, freed)
         summary[label] = deleted
+    summary["run secrets"] = await secrets.sweep()
+    logger.info("deleted %d per-run secret blocks left by runs that never ended", summary["run secrets"])
     return summary

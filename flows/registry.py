@@ -12,7 +12,8 @@ from typing import Any
 
 from prefect import Flow
 
-from flows import audio, create, hello, html, image, video
+from flows import audio, create, hello, html, image, upload, video
+from flows.outputs import task
 from flows.params import TaskParams
 
 
@@ -61,5 +62,15 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(video.strip, outputs=("output",)),
         TaskSpec(video.thumb, outputs=("output",)),
         TaskSpec(create.create, outputs=("export", "preview", "thumbnail"), v1_defaults={"preview": True}),
+        TaskSpec(upload.youtube),
+        TaskSpec(upload.vimeo),
+        TaskSpec(upload.fb, outputs=("output",)),
     )
 }
+
+VIMQU_TASK = TaskSpec(task.vimqu_task)
+"""The VimQu surface's one task type (``vimqu.task``: one input, many outputs); not a
+Stupeflix task, so not in ``TASKS``."""
+
+DEPLOYED: tuple[TaskSpec, ...] = (*TASKS.values(), VIMQU_TASK)
+"""Every task flow with a deployment."""

@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.states import Completed, Failed
 
+from flows.contract import secrets
 from flows.contract.keys import key_for
 from flows.contract.runs import record_result
 from flows.errors import TaskError
@@ -93,6 +94,7 @@ def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
             work_dir.mkdir(parents=True, exist_ok=True)
             token = _scope.set(RunScope(key_for(run_id), account, params, work_dir))
             try:
+                params = current_run().params = await secrets.reveal(params)  # tokens kept out of parameters
                 value = await fn(params, account)
             except TaskError as exc:
                 get_run_logger().error("%s", exc)
@@ -105,6 +107,7 @@ def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
             finally:
                 _scope.reset(token)
                 shutil.rmtree(work_dir, ignore_errors=True)
+                await secrets.forget_quietly(params.secrets)
             if failed is not None:
                 await send_status(run_id, params.url_errback, "errback", failed)
                 return failed

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from deployments.local import ROOT, LocalService, serve_directory
+from tests.fake_services import FakeServices
 
 pytest_plugins = ["tests.storage_servers"]  # storage servers (S3, GCS, Azure, FTP, SFTP) as session fixtures
 
@@ -46,10 +47,18 @@ class Service:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory) -> Iterator[Service]:
-    """The whole service, started once per test session with ``dragonflow up``."""
+def fakes() -> Iterator[FakeServices]:
+    """Local stand-ins for YouTube, Vimeo and the Facebook Graph API (tests/fake_services.py)."""
+    with FakeServices() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, fakes) -> Iterator[Service]:
+    """The whole service, started once per test session with ``dragonflow up``, its upload
+    clients pointed at the fakes."""
     home = tmp_path_factory.mktemp("dragonflow-home")
-    with LocalService(home, DRAGONFLOW_CALLBACK_BACKOFF="0.1") as local:
+    with LocalService(home, DRAGONFLOW_CALLBACK_BACKOFF="0.1", **fakes.env) as local:
         yield Service(local)
         assert local.process.poll() is None, "dragonflow up died during the tests"
 
