@@ -1,4 +1,6 @@
-"""The FastAPI application: Stupeflix v1 and v2 routes, storage API, stored files, health."""
+"""The FastAPI application: Stupeflix v1 and v2 routes, storage API, stored files, health,
+and the VimQu surface under ``/api/`` (errors there use VimQu's ``{"message", "errors"}``
+envelope; everywhere else the Stupeflix shape)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import files, storage
+from api import files, storage, vimqu
 from api.auth import Accounts
 from api.cors import AccountCORS
 from api.errors import (
@@ -23,6 +25,9 @@ from api.errors import (
 )
 from api.routes import create_request_schemas, tasks_router
 from api.tasks import TaskService
+from api.vimqu import errors as vimqu_errors
+from api.vimqu.errors import VimquError, is_vimqu, vimqu_error_handler
+from api.vimqu.limits import Credits, RateLimiter
 from api.watcher import RunWatcher
 from blocks.meta import LOGO_PATH, logo_png
 from blocks.storage import STORE_NAMES, load_store
@@ -36,6 +41,8 @@ async def lifespan(app: FastAPI):
         app.state.client = client
         app.state.accounts = Accounts(client)
         app.state.tasks = TaskService(client, watcher)
+        app.state.vimqu_limiter = RateLimiter()
+        app.state.vimqu_credits = Credits(client)
         watcher.start()
         try:
             yield
@@ -63,25 +70,47 @@ class CollapseSlashes:
 async def prefect_down_handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code < 500:
         raise exc
+    if is_vimqu(request):
+        return vimqu_errors.unavailable(type(exc).__name__)
     return await api_error_handler(request, unavailable(f"{type(exc).__name__}: {exc}"))
+
+
+async def routing_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if is_vimqu(request):
+        return vimqu_errors.http_error(request, exc)
+    return await http_error_handler(request, exc)
+
+
+async def request_validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    if is_vimqu(request):
+        return vimqu_errors.validation_error(request, exc)
+    return await validation_error_handler(request, exc)
+
+
+async def server_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if is_vimqu(request):
+        return vimqu_errors.internal_error(request, exc)
+    return await internal_error_handler(request, exc)
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
         title="dragonflow",
-        description="The Stupeflix dragon Tasks API on Prefect 3.",
+        description="The Stupeflix dragon Tasks API (/v1, /v2) and the VimQu task API (/api) on Prefect 3.",
         lifespan=lifespan,
     )
     app.add_exception_handler(ApiError, api_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(Exception, internal_error_handler)
+    app.add_exception_handler(VimquError, vimqu_error_handler)
+    app.add_exception_handler(StarletteHTTPException, routing_error_handler)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(Exception, server_error_handler)
     for exc_type in (httpx.TransportError, PrefectHTTPStatusError):
         app.add_exception_handler(exc_type, prefect_down_handler)
     for version in ("v1", "v2"):
         app.include_router(tasks_router(version))
     app.include_router(files.router)
     app.include_router(storage.router)
+    app.include_router(vimqu.router)
     app.add_middleware(AccountCORS, accounts=lambda: getattr(app.state, "accounts", None))
     app.add_middleware(CollapseSlashes)
     openapi = app.openapi

@@ -1,6 +1,7 @@
 """Creating tasks as flow runs of their deployments, and reading their statuses back.
 
-Shared by the REST API (v1 and v2) and ``dragonflow run``.
+Shared by the REST API (v1 and v2, and the VimQu surface through ``create_planned``,
+``views`` and ``cancel``) and ``dragonflow run``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 from uuid import UUID
@@ -28,10 +29,12 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_UI_URL
-from prefect.states import Failed
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.states import Cancelled, Cancelling, Failed
 from pydantic import ValidationError
 
 from api.errors import bad_request, unauthorized
+from flows.contract import secrets
 from flows.contract.keys import key_for, run_id_for
 from flows.contract.runs import (
     ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, RunView, account_of, read_runs, run_tags, task_name_of,
@@ -43,7 +46,7 @@ from flows.params import parameter_errors
 from flows.registry import TASKS
 
 logger = logging.getLogger("dragonflow.tasks")
-RESERVED = {"task_name", "secret", "api_key"}
+RESERVED = {"task_name", "secret", "api_key", "secrets"}  # secrets: set by plan() only
 BULK_CREATE = 100  # Prefect's limit for one bulk create
 BULK_ATTEMPTS = 10
 PATIENCE = 120.0
@@ -104,6 +107,8 @@ class Planned:
     idempotency_key: str | None = None
     parameters: dict[str, Any] | None = None
     error: ValidationError | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Tokens moved out of ``parameters`` into the Secret block ``parameters.params.secrets``."""
 
 
 def prefect_idempotency_key(account: str, key: str | None, index: int) -> str | None:
@@ -117,7 +122,7 @@ def is_final(run: FlowRun) -> bool:
 
 
 class TaskService:
-    """Flow runs on the Prefect server seen as Stupeflix tasks."""
+    """Flow runs on the Prefect server seen as tasks (Stupeflix's; VimQu's plan their own runs)."""
 
     def __init__(self, client: PrefectClient, watcher: RunWatcher | None = None):
         self.client = client
@@ -140,12 +145,27 @@ class TaskService:
         errback = isinstance(raw.get("url_errback"), str)
         planned = Planned(spec.name, raw, run_tags(spec.name, account, version, errback=errback), idempotency_key)
         try:
-            params = spec.params.model_validate(raw).model_dump(mode="json")
+            params, planned.secrets = secrets.conceal(spec.params.model_validate(raw))
         except ValidationError as exc:
             planned.error = exc
+            planned.raw = secrets.redact(raw, spec.params)
         else:
+            if planned.secrets:
+                params["secrets"] = secrets.new_name()
             planned.parameters = {"params": params, "account": account}
         return planned
+
+    async def keep_secrets(self, plans: list[Planned]) -> None:
+        """Save the tokens of ``plans`` in their runs' Secret blocks."""
+        for plan in plans:
+            if plan.secrets and plan.parameters:
+                await with_patience(lambda: secrets.keep(plan.parameters["params"]["secrets"], plan.secrets,
+                                                         self.client))
+
+    async def forget_secrets(self, plans: list[Planned]) -> None:
+        for plan in plans:
+            if plan.secrets and plan.parameters:
+                await secrets.forget_quietly(plan.parameters["params"]["secrets"])
 
     async def create_runs(self, plans: list[Planned], account: str) -> tuple[list[UUID], list[FlowRun]]:
         """Run ids in ``plans`` order, and the runs Prefect answered with in full.
@@ -182,7 +202,12 @@ class TaskService:
         deployment_id = await self.deployment_id(plan.task_name)
         if plan.error is not None:
             return await self._create_invalid(deployment_id, plan, account)
-        return await self._create(deployment_id, plan, state)
+        await self.keep_secrets([plan])
+        try:
+            return await self._create(deployment_id, plan, state)
+        except BaseException:
+            await self.forget_secrets([plan])
+            raise
 
     async def _create(self, deployment_id: UUID, plan: Planned, state: State | None = None) -> FlowRun:
         return await with_patience(lambda: self.client.create_flow_run_from_deployment(
@@ -292,27 +317,59 @@ class TaskService:
             self.plan(d, account.name, version, prefect_idempotency_key(account.name, idempotency_key, i))
             for i, d in enumerate(definitions)
         ]
+        ids, _ = await self.create_planned(plans, account)
+        return ids
+
+    async def create_planned(
+        self,
+        plans: list[Planned],
+        account: AccountBlock,
+        check: Callable[[AccountBlock, int], Awaitable[None]] | None = None,
+    ) -> tuple[list[UUID], dict[UUID, FlowRun]]:
+        """Create the runs of ``plans`` (made by ``plan``, or by another surface with its own
+        parameters and tags): run ids in ``plans`` order, and the runs Prefect answered with
+        in full. ``check(account, count)`` (default: the account's limits) runs inside the
+        create lock with no create in flight; plans whose idempotency key already made a run
+        answer that run."""
+        check = check or self.check_limits
         async with self._create_lock:  # one writer at a time; limits counted with no create in flight
             done = await self.repeated(plans)
             todo = [p for p in plans if p.idempotency_key not in done]
             if todo:
-                await self.check_limits(account, len(todo))
-            created, answered = await self.create_runs(todo, account.name)
+                await check(account, len(todo))
+            await self.keep_secrets(todo)
+            try:
+                created, answered = await self.create_runs(todo, account.name)
+            except BaseException:
+                await self.forget_secrets(todo)
+                raise
         if self.watcher:  # new runs need no read back for the first status answer
             self.watcher.remember([r for r in answered if r.state.is_scheduled() and not r.run_count])
         new = iter(created)
-        return [done[p.idempotency_key] if p.idempotency_key in done else next(new) for p in plans]
+        ids = [done[p.idempotency_key] if p.idempotency_key in done else next(new) for p in plans]
+        return ids, {run.id: run for run in answered}
+
+    async def views(self, run_ids: list[UUID], account: str) -> dict[UUID, RunView]:
+        """Run id -> run view for the ids that name a run of ``account``."""
+        found = await (self.watcher.current(run_ids) if self.watcher else read_runs(self.client, run_ids))
+        return {run_id: view for run_id, view in found.items() if account_of(view.run) == account}
+
+    async def cancel(self, run: FlowRun, message: str = "cancelled by its client") -> None:
+        """Cancel a task's run: a run no worker has claimed yet ends Cancelled at once; a
+        claimed or running one is set Cancelling, and its worker stops it (as the UI's
+        Cancel button does)."""
+        state = run.state
+        if state is not None and state.type in (StateType.SCHEDULED, StateType.PAUSED) and not run.run_count:
+            result = await with_patience(lambda: self.client.set_flow_run_state(run.id, Cancelled(message=message)))
+            if result.status == SetStateStatus.ACCEPT:
+                return
+        await with_patience(lambda: self.client.set_flow_run_state(run.id, Cancelling(message=message), force=True))
 
     async def read(self, keys: list[str], account: str) -> dict[str, RunView]:
         """key -> run view for the keys that name a run of ``account``."""
         ids = {key: run_id_for(key) for key in keys}
-        wanted = [i for i in ids.values() if i is not None]
-        found = await (self.watcher.current(wanted) if self.watcher else read_runs(self.client, wanted))
-        return {
-            key: found[run_id]
-            for key, run_id in ids.items()
-            if run_id in found and account_of(found[run_id].run) == account
-        }
+        found = await self.views([i for i in ids.values() if i is not None], account)
+        return {key: found[run_id] for key, run_id in ids.items() if run_id in found}
 
     def render(self, key: str, entry: RunView | None, *, version: str, details: bool = False) -> dict[str, Any]:
         if entry is None:

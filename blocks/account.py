@@ -1,9 +1,13 @@
-"""Client accounts as Prefect blocks (never plain files): credentials and Referer whitelist."""
+"""Client accounts as Prefect blocks (never plain files): credentials, Referer whitelist,
+the VimQu surface's Bearer token, webhook signing secret and URL, credits and suspension."""
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
+from datetime import datetime
+from typing import Any
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import PrefectClient, get_client
@@ -13,6 +17,18 @@ from pydantic import Field, SecretStr
 from .meta import DOCUMENTATION_URL, LOGO_URL
 
 ACCOUNT_PREFIX = "account-"
+TOKEN_PREFIX = "vq_"
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def new_token() -> str:
+    """A VimQu Bearer token."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks signing secret: ``whsec_`` + base64 of 24 random bytes."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 class AccountBlock(Block):
@@ -38,17 +54,42 @@ class AccountBlock(Block):
     expiration_days: int = Field(0, ge=0, description="Persistent files older than this are deleted; 0 = never.")
     max_concurrent: int = Field(0, ge=0, description="Tasks queued or running at once; 0 = no limit.")
     max_per_day: int = Field(0, ge=0, description="Tasks created per 24 h; 0 = no limit.")
+    token: SecretStr | None = Field(
+        None, description="Bearer token of the VimQu API (/api/...); `dragonflow account token` replaces it.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Signs webhooks and callbacks (Standard Webhooks: whsec_ + base64 key).")
+    webhook_url: str | None = Field(None, description="Receives every VimQu task's result object when it ends.")
+    credits_minutes: float | None = Field(
+        None, description="VimQu credits granted, in output minutes; none = the initial balance setting.")
+    credits_since: datetime | None = Field(
+        None, description="When credits_minutes was granted: tasks created since then spend it.")
+    suspended: bool = Field(False, description="A suspended account gets 403 on the VimQu API.")
+    suspended_message: str | None = Field(None, description="What a suspended account is told.")
 
     @staticmethod
     def document_name(name: str) -> str:
         return ACCOUNT_PREFIX + name
 
-    def credentials(self) -> dict[str, str]:
+    def credentials(self) -> dict[str, Any]:
+        """What ``dragonflow account create`` prints: name, Stupeflix secret and api key,
+        VimQu token and webhook signing secret."""
         return {
             "name": self.name,
             "secret": self.secret.get_secret_value(),
             "api_key": self.api_key.get_secret_value(),
+            "token": self.token.get_secret_value() if self.token else None,
+            "webhook_secret": self.webhook_secret.get_secret_value() if self.webhook_secret else None,
         }
+
+    def ensure_vimqu_credentials(self) -> bool:
+        """Give a token and a webhook secret to an account that has none (accounts made
+        before the VimQu surface); True when one was added."""
+        added = False
+        if self.token is None or not self.token.get_secret_value():
+            self.token, added = SecretStr(new_token()), True
+        if self.webhook_secret is None or not self.webhook_secret.get_secret_value():
+            self.webhook_secret, added = SecretStr(new_webhook_secret()), True
+        return added
 
 
 def check_account_name(name: str) -> str:
@@ -58,9 +99,10 @@ def check_account_name(name: str) -> str:
     return name
 
 
-async def create_account(name: str, **settings: object) -> AccountBlock:
+async def create_account(name: str, *, initial: dict[str, object] | None = None, **settings: object) -> AccountBlock:
     """Create account ``name``, or update the given ``settings`` (referrers, limits) of an
-    existing one; its credentials never change."""
+    existing one; its credentials never change (an account without a VimQu token or webhook
+    secret gets them). ``initial`` settings apply only to a new account."""
     check_account_name(name)
     document = AccountBlock.document_name(name)
     async with get_client() as client:
@@ -73,6 +115,9 @@ async def create_account(name: str, **settings: object) -> AccountBlock:
         account = await AccountBlock.aload(document)
     else:
         account = AccountBlock(name=name, secret=secrets.token_hex(16), api_key=secrets.token_hex(12))
+        for field, value in (initial or {}).items():
+            setattr(account, field, value)
+    account.ensure_vimqu_credentials()
     for field, value in settings.items():
         setattr(account, field, value)
     await account.asave(document, overwrite=True)
@@ -85,3 +130,18 @@ async def load_accounts(client: PrefectClient) -> list[AccountBlock]:
         AccountBlock.get_block_type_slug(), include_secrets=True
     )
     return [AccountBlock._from_block_document(doc) for doc in documents]
+
+
+async def load_account(name: str) -> AccountBlock:
+    """Account ``name`` (ValueError when there is none)."""
+    check_account_name(name)
+    return await AccountBlock.aload(AccountBlock.document_name(name))
+
+
+async def update_account(name: str, **settings: object) -> AccountBlock:
+    """Set ``settings`` of existing account ``name`` and save it."""
+    account = await load_account(name)
+    for field, value in settings.items():
+        setattr(account, field, value)
+    await account.asave(AccountBlock.document_name(name), overwrite=True)
+    return account

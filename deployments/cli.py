@@ -46,8 +46,16 @@ async def _register(starting_service: bool) -> dict[str, str] | None:
         await register_all(client, get_settings())
     if starting_service:
         await point_default_stores_at_api(get_settings())
-        return (await create_account("local")).credentials()
+        return (await create_account("local", initial=_new_account_settings())).credentials()
     return None
+
+
+def _new_account_settings() -> dict[str, Any]:
+    """What a new account starts with: the initial VimQu credits, granted now."""
+    from datetime import datetime, timezone
+
+    return {"credits_minutes": get_settings().vimqu_initial_credits_minutes,
+            "credits_since": datetime.now(timezone.utc)}
 
 
 @app.command()
@@ -185,17 +193,49 @@ def run(
     raise typer.Exit(0 if status["status"] == "success" else 1)
 
 
+def _with_prefect(work: Any) -> Any:
+    """Run coroutine function ``work`` against the configured Prefect server (or a SQLite
+    one started for the occasion), after registering the block types."""
+    from deployments.register import register_blocks
+
+    async def _work() -> Any:
+        await register_blocks(get_settings())
+        return await work()
+
+    api_url, server = _prefect_url(get_settings(), get_settings().prefect_port)
+    try:
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            return asyncio.run(_work())
+    finally:
+        stop([server] if server else [])
+
+
+def _load_or_exit(name: str):
+    from blocks.account import load_account
+
+    async def _load():
+        try:
+            return await load_account(name)
+        except ValueError:
+            typer.echo(f"no account {name!r}: create it with `dragonflow account create {name}`", err=True)
+            raise typer.Exit(1)
+
+    return _load
+
+
 @account_app.command("create")
 def account_create(
     name: str = typer.Argument(..., help="Account name (lower-case letters, digits, dashes)."),
     referrer: list[str] = typer.Option([], help="Origin allowed with the api key (repeatable)."),
     max_concurrent: Optional[int] = typer.Option(None, help="Tasks queued or running at once (0: no limit)."),
     max_per_day: Optional[int] = typer.Option(None, help="Tasks created per 24 h (0: no limit)."),
+    webhook_url: Optional[str] = typer.Option(None, help="URL receiving every VimQu task's result when it ends"
+                                                         " ('' removes it)."),
 ) -> None:
-    """Create an account, or update an existing one's referrers and limits; prints its
-    name, secret and api key as JSON."""
+    """Create an account, or update an existing one's referrers, limits and webhook URL;
+    prints its name, secret and api key (Stupeflix API), token (VimQu API, Bearer) and
+    webhook_secret (verifies the signatures of webhooks and callbacks) as JSON."""
     from blocks.account import create_account
-    from deployments.register import register_blocks
 
     settings = {
         field: value
@@ -203,20 +243,70 @@ def account_create(
             "referrers": referrer or None,
             "max_concurrent": max_concurrent,
             "max_per_day": max_per_day,
+            "webhook_url": webhook_url,
         }.items()
         if value is not None
     }
+    if settings.get("webhook_url") == "":
+        settings["webhook_url"] = None
 
-    async def _create() -> dict[str, str]:
-        await register_blocks(get_settings())
-        return (await create_account(name, **settings)).credentials()
+    async def _create() -> dict[str, Any]:
+        return (await create_account(name, initial=_new_account_settings(), **settings)).credentials()
 
-    api_url, server = _prefect_url(get_settings(), get_settings().prefect_port)
-    try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            typer.echo(json.dumps(asyncio.run(_create())))
-    finally:
-        stop([server] if server else [])
+    typer.echo(json.dumps(_with_prefect(_create)))
+
+
+@account_app.command("token")
+def account_token(name: str = typer.Argument(..., help="Account name.")) -> None:
+    """Issue a new VimQu API token for an account (the old one stops working at once);
+    prints the account's name and new token as JSON."""
+    from pydantic import SecretStr
+
+    from blocks.account import new_token, update_account
+
+    async def _token() -> dict[str, Any]:
+        await _load_or_exit(name)()
+        account = await update_account(name, token=SecretStr(new_token()))
+        return {"name": account.name, "token": account.token.get_secret_value()}
+
+    typer.echo(json.dumps(_with_prefect(_token)))
+
+
+@account_app.command("credits")
+def account_credits(
+    name: str = typer.Argument(..., help="Account name."),
+    minutes: float = typer.Argument(..., min=0, help="Credits, in output minutes, the account has from now on."),
+) -> None:
+    """Set an account's VimQu credits: it has MINUTES left from now on (tasks created before
+    no longer count)."""
+    from datetime import datetime, timezone
+
+    from blocks.account import update_account
+
+    async def _credits() -> dict[str, Any]:
+        await _load_or_exit(name)()
+        account = await update_account(name, credits_minutes=minutes, credits_since=datetime.now(timezone.utc))
+        return {"name": account.name, "credits_minutes": account.credits_minutes,
+                "credits_since": account.credits_since.isoformat()}
+
+    typer.echo(json.dumps(_with_prefect(_credits)))
+
+
+@account_app.command("suspend")
+def account_suspend(
+    name: str = typer.Argument(..., help="Account name."),
+    message: Optional[str] = typer.Option(None, help="What the account is told (403 on the VimQu API)."),
+    lift: bool = typer.Option(False, "--lift", help="End the suspension."),
+) -> None:
+    """Suspend an account (its VimQu requests answer 403 with the message), or lift it."""
+    from blocks.account import update_account
+
+    async def _suspend() -> dict[str, Any]:
+        await _load_or_exit(name)()
+        account = await update_account(name, suspended=not lift, suspended_message=None if lift else message)
+        return {"name": account.name, "suspended": account.suspended, "message": account.suspended_message}
+
+    typer.echo(json.dumps(_with_prefect(_suspend)))
 
 
 if __name__ == "__main__":

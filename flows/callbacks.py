@@ -11,17 +11,14 @@ from __future__ import annotations
 from uuid import UUID
 
 from prefect import flow
-from prefect.client.orchestration import get_client
 
-from flows.steps.notify import send_status
+from flows.steps.notify import send_ending
 
 ERRBACK_FLOW = "send-errback"
 
 
 @flow(name=ERRBACK_FLOW, flow_run_name="errback {flow_run_id}", persist_result=False)
 async def send_errback(flow_run_id: UUID) -> None:
-    """POST the ended run's status to its ``url_errback``, if it has one."""
-    async with get_client() as client:
-        run = await client.read_flow_run(flow_run_id)
-    url = (run.parameters.get("params") or {}).get("url_errback")
-    await send_status(flow_run_id, url, "errback")
+    """Send the ended run's notification: a Stupeflix task's ``url_errback``, a VimQu
+    task's webhooks."""
+    await send_ending(flow_run_id)

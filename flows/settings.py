@@ -61,6 +61,48 @@ class Settings(BaseSettings):
         2.0, description="Fallback poll interval of the warm worker (it picks runs up on Prefect events)."
     )
 
+    vimqu_rate_limit_per_minute: int = Field(
+        60, ge=1, description="VimQu API requests one token may make per minute (more: 429 with Retry-After)."
+    )
+    vimqu_initial_credits_minutes: float = Field(
+        100_000.0, ge=0, description="VimQu credits (output minutes) a new account starts with."
+    )
+    vimqu_input_timeout: float = Field(
+        12.0, gt=0, description="Seconds the VimQu API gives a task's input to answer when the task is created."
+    )
+    vimqu_account_refresh: float = Field(
+        2.0, ge=0, description="Seconds the VimQu API trusts its copy of an account (suspension, credits)."
+    )
+
+    youtube_api_url: str = Field(
+        "https://www.googleapis.com", description="Base URL of the YouTube Data API v3 (uploads go to its /upload/youtube/v3/videos)."
+    )
+    youtube_watch_url: str = Field(
+        "https://www.youtube.com/watch?v=", description="Prefix of a YouTube video's watch URL (the id is appended)."
+    )
+    vimeo_api_url: str = Field("https://api.vimeo.com", description="Base URL of the Vimeo API (v3).")
+    facebook_graph_url: str = Field(
+        "https://graph-video.facebook.com", description="Base URL of the Facebook Graph API for video uploads."
+    )
+    facebook_graph_version: str = Field("v23.0", description="Graph API version of the Facebook calls, e.g. v23.0.")
+    facebook_watch_url: str = Field(
+        "https://www.facebook.com/watch/?v=", description="Prefix of a Facebook video's URL (the id is appended)."
+    )
+    upload_chunk_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=256 * 1024,
+        description="Bytes sent per request of a resumable upload (YouTube: rounded down to a multiple of 256 KiB);"
+        " Facebook files up to this size go in one request.",
+    )
+    upload_retries: int = Field(
+        5, ge=0, description="Tries again of one upload request after a 5xx, a 429 or a dropped connection (resuming)."
+    )
+    upload_retry_delay: float = Field(1.0, ge=0, description="Seconds before the first upload retry; doubles each retry.")
+    upload_timeout: float = Field(300.0, gt=0, description="Seconds one upload request (one chunk) may take.")
+    upload_task_retries: int = Field(
+        1, ge=0, description="Prefect retries of a whole upload task whose request retries ran out (a new upload)."
+    )
+
     @field_validator("fetch_allow", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:

@@ -23,7 +23,7 @@ from flows.errors import FetchError
 from flows.settings import Settings
 from flows.steps import sources
 from flows.steps.fetch import fetch
-from flows.steps.sources import check_url_allowed
+from flows.contract.net import check_url_allowed
 
 BLOB = os.urandom(200_000)
 LIMIT = 10_000
@@ -283,16 +283,11 @@ async def test_missing_own_file_is_not_found(tmp_path, no_http):
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_registered_storage_source(own_stores, tmp_path, monkeypatch, no_http):
-    """``storage://ID/path`` reads from the storage its lookup finds; unknown IDs are refused."""
-    await own_stores["persistent"].put(_blob_file(tmp_path), "clips/a.mp4")
-
-    async def lookup(storage_id):
-        return own_stores["persistent"] if storage_id == "s1" else None
-
-    monkeypatch.setattr(sources.SOURCES[1], "lookup", lookup)
-    path = await fetch.fn("storage://s1/clips/a.mp4", tmp_path / "in", settings=cfg())
-    assert path.name == "a.mp4" and path.read_bytes() == BLOB
+async def test_registered_storage_urls_need_a_storage_of_the_running_task(tmp_path, no_http):
+    """``storage://ID/path`` is read only from a storage the running task's account
+    registered (tests/test_registered_storages.py reads one); outside a task, or with an
+    unknown ID, it is refused."""
+    assert await sources.registered_of_the_run("any-id") is None
     with pytest.raises(FetchError, match="only http and https URLs are accepted") as info:
         await fetch.fn("storage://s2/clips/a.mp4", tmp_path / "in", settings=cfg())
     assert info.value.code == "bad_request"

@@ -1,18 +1,40 @@
-"""Callbacks: POST a task's status JSON to its ``url_callback`` / ``url_errback``.
+"""Notifications: a task's ending sent to its client, signed, by one notifier for both surfaces.
 
-``send_status`` is the last step of a task flow (and the whole of the ``send-errback``
-flow): a Prefect task named ``callback <host>`` / ``errback <host>`` that POSTs the
-status in the shape of the surface the task was created on, retried by Prefect with
-exponential backoff (``callback_attempts``, ``callback_backoff``), each try limited to
-``callback_timeout`` seconds. The outcome is a log line and the task run's state; a
-callback that fails never changes the task's own state.
+- Stupeflix tasks: ``send_status`` POSTs the status JSON (the shape of the surface the task
+  was created on) to ``url_callback`` / ``url_errback``.
+- VimQu tasks: ``send_webhooks`` POSTs ``{"data": <Common Task Result Object>}`` to the
+  task's own ``webhook_url`` and to the account's ``webhook_url``.
+
+Each delivery is a Prefect task named ``<kind> <host>`` (``callback``, ``errback``,
+``webhook``), retried by Prefect with exponential backoff: ``callback_attempts`` tries in
+all (default 5), waiting ``callback_backoff`` seconds before the 2nd and doubling each time
+(defaults: 0.5, 1, 2, 4 s), each try limited to ``callback_timeout`` seconds. A refused
+address is never retried. The outcome is a log line and the task run's state; a delivery
+that fails never changes the task's own state.
+
+**Signatures** (Standard Webhooks, https://www.standardwebhooks.com): when the task's account
+has a ``webhook_secret`` (``whsec_`` + base64 of the key; every account made by ``dragonflow
+account create`` has one), each POST carries::
+
+    webhook-id: msg_...            the same for every retry of one notification
+    webhook-timestamp: 1700000000  seconds since the epoch, of this try
+    webhook-signature: v1,<base64 of HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
+
+Receivers check it with ``verify_signature(body, headers, secret)`` (below, standard library
+only; the ``standardwebhooks`` package's ``Webhook(secret).verify`` gives the same answer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import logging
-from typing import Any
+import time
+import uuid
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -23,30 +45,111 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.tasks import exponential_backoff
 
-from flows.contract.runs import read_runs, surface_of
+from blocks.account import AccountBlock
+from flows.contract.net import check_url_allowed, send_pinned, tls_context
+from flows.contract.runs import RunView, account_of, read_runs, surface_of
 from flows.contract.stupeflix import stupeflix_status
+from flows.contract.vimqu import vimqu_task
 from flows.errors import FetchError
 from flows.settings import get_settings
-from flows.steps.sources import check_url_allowed, send_pinned, tls_context
 from flows.steps.step import step_log
+
+SECRET_PREFIX = "whsec_"
+SIGNATURE_VERSION = "v1"
+WEBHOOK = "webhook"
+TOLERANCE = 300  # seconds a receiver accepts between a signature's timestamp and its clock
 
 
 class CallbackFailed(Exception):
-    """The receiver did not take the status (no answer, or not 2xx): worth another try."""
+    """The receiver did not take the notification (no answer, or not 2xx): worth another try."""
 
 
-async def deliver(url: str, status: dict[str, Any]) -> None:
-    """POST ``status`` to ``url`` once, to the address that was checked.
+class InvalidSignature(ValueError):
+    """A webhook whose signature does not verify (wrong secret, altered body, too old)."""
 
-    Callback URLs obey the same address rules as fetch (no private addresses unless
-    allowed by ``DRAGONFLOW_FETCH_ALLOW``): FetchError when refused, CallbackFailed when
-    the POST fails or takes more than ``callback_timeout`` seconds."""
+
+# --- signing ------------------------------------------------------------------------------
+
+def _key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_...`` secret (its base64 part, decoded)."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 signature>`` of ``body`` sent as ``message_id`` at ``timestamp``."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+
+
+def signature_headers(secret: str | None, body: bytes, message_id: str, timestamp: int | None = None) -> dict[str, str]:
+    """The headers of one signed POST (only ``webhook-id`` without a secret)."""
+    headers = {"webhook-id": message_id}
+    if secret:
+        timestamp = int(time.time()) if timestamp is None else timestamp
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = sign(secret, message_id, timestamp, body)
+    return headers
+
+
+def verify_signature(body: bytes | str, headers: Mapping[str, str], secret: str, *,
+                     tolerance: int = TOLERANCE, now: float | None = None) -> Any:
+    """Check a received webhook and return its JSON payload; InvalidSignature otherwise.
+
+    ``body`` is the raw request body as received (not re-serialized JSON), ``headers`` the
+    request's headers (any mapping; names are matched case-insensitively), ``secret`` the
+    account's ``webhook_secret``. A timestamp more than ``tolerance`` seconds from now is
+    refused (replays)::
+
+        from flows.steps.notify import verify_signature
+
+        payload = verify_signature(request.body, request.headers, "whsec_...")
+        task = payload["data"]
+    """
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    lower = {name.lower(): value for name, value in headers.items()}
+    message_id, stamp, signatures = (lower.get(name) for name in ("webhook-id", "webhook-timestamp",
+                                                                  "webhook-signature"))
+    if not (message_id and stamp and signatures):
+        raise InvalidSignature("missing webhook-id, webhook-timestamp or webhook-signature header")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise InvalidSignature("webhook-timestamp is not a number") from None
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        raise InvalidSignature("webhook-timestamp is too old or too new")
+    expected = sign(secret, message_id, timestamp, raw).split(",", 1)[1]
+    for candidate in signatures.split():
+        version, _, value = candidate.partition(",")
+        if version == SIGNATURE_VERSION and hmac.compare_digest(value, expected):
+            return json.loads(raw)
+    raise InvalidSignature("no signature matches")
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+# --- delivery -----------------------------------------------------------------------------
+
+async def deliver(url: str, payload: dict[str, Any], secret: str | None = None,
+                  message_id: str | None = None) -> None:
+    """POST ``payload`` to ``url`` once, to the address that was checked, signed with
+    ``secret`` when given.
+
+    URLs obey the same address rules as fetch (no private addresses unless allowed by
+    ``DRAGONFLOW_FETCH_ALLOW``): FetchError when refused, CallbackFailed when the POST fails
+    or takes more than ``callback_timeout`` seconds."""
     settings = get_settings()
     addresses = await check_url_allowed(url, settings)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json",
+               **signature_headers(secret, body, message_id or new_message_id())}
     try:
         async with asyncio.timeout(settings.callback_timeout):
-            async with httpx.AsyncClient(timeout=settings.callback_timeout, verify=tls_context(), trust_env=False) as client:
-                response = await send_pinned(client, url, addresses, method="POST", json=status)
+            async with httpx.AsyncClient(timeout=settings.callback_timeout, verify=tls_context(),
+                                         trust_env=False) as client:
+                response = await send_pinned(client, url, addresses, method="POST", content=body, headers=headers)
                 await response.aclose()
     except (httpx.HTTPError, TimeoutError) as exc:
         raise CallbackFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
@@ -54,14 +157,25 @@ async def deliver(url: str, status: dict[str, Any]) -> None:
         raise CallbackFailed(f"HTTP {response.status_code}")
 
 
-async def post_status(url: str, status: dict[str, Any]) -> bool:
+async def post_status(url: str, status: dict[str, Any], secret: str | None = None) -> bool:
     """POST ``status`` to ``url`` once, outside Prefect; True when delivered."""
     try:
-        await deliver(url, status)
+        await deliver(url, status, secret)
         return True
     except (FetchError, CallbackFailed) as exc:
         step_log("callback %s not delivered: %s", url, exc, level=logging.WARNING)
         return False
+
+
+async def signing_secret(account: str | None) -> str | None:
+    """The account's ``webhook_secret`` (None for no account, or one without a secret)."""
+    if not account:
+        return None
+    try:
+        block = await AccountBlock.aload(AccountBlock.document_name(account))
+    except ValueError:  # no such account block
+        return None
+    return block.webhook_secret.get_secret_value() if block.webhook_secret else None
 
 
 def _not_refused(task: Any, task_run: Any, state: State) -> bool:
@@ -74,6 +188,8 @@ def _run_name(parameters: dict[str, Any]) -> str:
 
 
 _settings = get_settings()
+RETRY_DELAYS = exponential_backoff(_settings.callback_backoff)(_settings.callback_attempts - 1) or 0
+"""Seconds before each retry of a delivery (the documented schedule)."""
 
 
 @task(
@@ -82,38 +198,100 @@ _settings = get_settings()
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=_settings.callback_attempts - 1,
-    retry_delay_seconds=exponential_backoff(_settings.callback_backoff)(_settings.callback_attempts - 1) or 0,
+    retry_delay_seconds=RETRY_DELAYS,
     retry_condition_fn=_not_refused,
 )
-async def send(kind: str, url: str, status: dict[str, Any]) -> None:
-    """POST a ``kind`` (callback, errback) status to ``url``; fails the task run when not
-    delivered (then retried by Prefect)."""
-    await deliver(url, status)
-    step_log("%s delivered to %s (%s)", kind, url, status["status"])
+async def send(kind: str, url: str, status: dict[str, Any], account: str | None = None,
+               message_id: str | None = None) -> None:
+    """POST a ``kind`` (callback, errback, webhook) body to ``url``, signed with ``account``'s
+    secret when it has one; fails the task run when not delivered (then retried by Prefect
+    with the same ``message_id``)."""
+    await deliver(url, status, await signing_secret(account), message_id)
+    data = status.get("data") if isinstance(status.get("data"), dict) else status
+    step_log("%s delivered to %s (%s)", kind, url, data.get("status"))
 
 
-async def ending_status(flow_run_id: UUID | str, state: State | None = None) -> dict[str, Any] | None:
-    """The run's status as its client sees it, in its surface's shape; with ``state``, as
-    if the run had already ended in it (the run's own state still reads Running)."""
+# --- what is sent -----------------------------------------------------------------------
+
+async def ending_view(flow_run_id: UUID | str, state: State | None = None) -> RunView | None:
+    """The run with its artifacts; with ``state``, as if it had already ended in it (the
+    run's own state still reads Running while its flow sends)."""
     flow_run_id = UUID(str(flow_run_id))
     async with get_client() as client:
         view = (await read_runs(client, [flow_run_id])).get(flow_run_id)
-    if view is None:
-        return None
-    if state is not None:
+    if view is not None and state is not None:
         view.run = view.run.model_copy(update={"state": state})
-    return stupeflix_status(view, version=surface_of(view.run))
+    return view
+
+
+def body_of(view: RunView) -> dict[str, Any]:
+    """What the run's client receives, in its surface's shape."""
+    surface = surface_of(view.run)
+    if surface == "vimqu":
+        return {"data": vimqu_task(view)}
+    return stupeflix_status(view, version=surface)
+
+
+async def ending_status(flow_run_id: UUID | str, state: State | None = None) -> dict[str, Any] | None:
+    """The run's status as its client sees it, in its surface's shape."""
+    view = await ending_view(flow_run_id, state)
+    return body_of(view) if view is not None else None
 
 
 async def send_status(flow_run_id: UUID | str, url: str | None, kind: str, state: State | None = None) -> None:
-    """Send the run's status to ``url`` as a ``kind`` task run (nothing without ``url``).
-    A failed delivery is logged and leaves the task run Failed; it is never raised."""
+    """Send the run's status to ``url`` as a ``kind`` task run (nothing without ``url``);
+    kind ``webhook`` (a VimQu task) sends to all its webhooks (``send_webhooks``: the task's
+    ``webhook_url``, which ``url`` is, and the account's). A failed delivery is logged and
+    leaves the task run Failed; it is never raised."""
+    if kind == WEBHOOK:
+        return await send_webhooks(flow_run_id, state)
     if not url:
         return
     try:
-        status = await ending_status(flow_run_id, state)
+        view = await ending_view(flow_run_id, state)
     except Exception as exc:  # Prefect's API gone after its client's own retries
         step_log("%s to %s not sent: the run could not be read: %s", kind, url, exc, level=logging.WARNING)
         return
-    if status is not None:
-        await send(kind, url, status, return_state=True)
+    if view is not None:
+        await send(kind, url, body_of(view), account_of(view.run), new_message_id(), return_state=True)
+
+
+async def webhook_targets(view: RunView) -> list[str]:
+    """Where a VimQu task's ending goes: its own ``webhook_url``, then its account's."""
+    params = view.run.parameters.get("params") or {}
+    targets = [params.get("webhook_url")]
+    account = account_of(view.run)
+    if account:
+        try:
+            targets.append((await AccountBlock.aload(AccountBlock.document_name(account))).webhook_url)
+        except ValueError:
+            pass
+    return list(dict.fromkeys(url for url in targets if isinstance(url, str) and url))
+
+
+async def send_webhooks(flow_run_id: UUID | str, state: State | None = None) -> None:
+    """Send a VimQu task's Common Task Result Object (``{"data": ...}``) to its webhooks, one
+    ``webhook <host>`` task run each (one message id per notification, kept by its retries).
+    Failures are logged, never raised."""
+    try:
+        view = await ending_view(flow_run_id, state)
+        targets = await webhook_targets(view) if view is not None else []
+    except Exception as exc:  # Prefect's API gone after its client's own retries
+        step_log("webhooks not sent: the run could not be read: %s", exc, level=logging.WARNING)
+        return
+    if targets:
+        body, account = body_of(view), account_of(view.run)
+        await asyncio.gather(*(send(WEBHOOK, url, body, account, new_message_id(), return_state=True)
+                               for url in targets))
+
+
+async def send_ending(flow_run_id: UUID | str, state: State | None = None) -> None:
+    """The ending notification of a run whose flow could not send it (crashed, cancelled,
+    refused): a VimQu task's webhooks, a Stupeflix task's ``url_errback``."""
+    view = await ending_view(flow_run_id, state)
+    if view is None:
+        return
+    if surface_of(view.run) == "vimqu":
+        await send_webhooks(flow_run_id, state)
+    else:
+        await send_status(flow_run_id, (view.run.parameters.get("params") or {}).get("url_errback"), "errback", state)

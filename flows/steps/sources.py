@@ -17,11 +17,7 @@ Every failure is a ``FetchError`` with a ``code`` (see ``flows.errors``).
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import shutil
-import socket
-import ssl
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
@@ -31,14 +27,12 @@ import httpx
 
 from blocks import storage
 from blocks.registered import RegisteredStorage, StorageUnavailable, lookup_registered
+from flows.contract.net import REDIRECTS, check_url_allowed, is_http, send_pinned, tls_context
 from flows.errors import FetchError
 from flows.settings import Settings, get_settings
 
-USER_AGENT = "dragonflow-fetch/0.1"
-_REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
 _WRITE_BATCH = 1024 * 1024  # bytes gathered before one write in a thread
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Source(Protocol):
@@ -119,84 +113,6 @@ class RegisteredStorageSource:
             raise FetchError(url, str(exc), "upstream", transient=exc.transient) from None
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One certificate store per process for every outgoing request (loading the CA
-    bundle costs ~30 ms of CPU, so a client per request would pay it each time)."""
-    return httpx.create_ssl_context()
-
-
-def _is_internal(ip: IPAddress) -> bool:
-    """True for any address that is not a plain public unicast address."""
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified or not ip.is_global)
-
-
-def _allowed(host: str, ip: IPAddress, allow: list[str]) -> bool:
-    """True when ``host`` or ``ip`` matches an entry (host name, IP or CIDR) of ``allow``."""
-    for entry in allow:
-        entry = entry.strip().strip("[]").rstrip(".").lower()
-        if entry == host:
-            return True
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def _is_http(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-
-
-async def check_url_allowed(url: str, settings: Settings | None = None) -> list[IPAddress]:
-    """The addresses of ``url``'s host; FetchError unless it is http(s) and all may be fetched."""
-    settings = settings or get_settings()
-    if not _is_http(url):
-        raise FetchError(url, "only http and https URLs are accepted", "bad_request")
-    parts = urlsplit(url)
-    host = parts.hostname.rstrip(".").lower()
-    try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, ValueError, UnicodeError) as exc:
-        raise FetchError(url, f"could not resolve host {host}: {exc}", "not_found") from None
-    addresses: list[IPAddress] = []
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if _is_internal(ip) and not _allowed(host, ip, settings.fetch_allow):
-            raise FetchError(url, f"address {ip} of host {host} is private/loopback/link-local"
-                                  " and not in DRAGONFLOW_FETCH_ALLOW", "refused")
-        if ip not in addresses:
-            addresses.append(ip)
-    return addresses
-
-
-async def send_pinned(
-    client: httpx.AsyncClient, url: str, addresses: list[IPAddress], *, method: str = "GET", json: object = None
-) -> httpx.Response:
-    """Send ``method url`` to the first reachable of its checked ``addresses`` (no second DNS
-    lookup, so the host cannot switch to an internal address; Host and SNI kept). The
-    response is streamed: close it."""
-    parts = httpx.URL(url)
-    headers = {"Host": parts.netloc.decode("ascii"), "User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-
-    def request(ip: IPAddress) -> httpx.Request:
-        return client.build_request(method, parts.copy_with(host=str(ip)), headers=headers, json=json,
-                                    extensions={"sni_hostname": parts.host})
-
-    for ip in addresses[:-1]:
-        try:
-            return await client.send(request(ip), stream=True)
-        except httpx.ConnectError:
-            continue
-    return await client.send(request(addresses[-1]), stream=True)
-
-
 def _status_error(url: str, where: str, response: httpx.Response) -> FetchError:
     """404/410 -> not_found; 408, 429 and 5xx -> transient upstream; others -> upstream."""
     status = response.status_code
@@ -228,7 +144,7 @@ class HttpSource:
     name = "http"
 
     async def matches(self, url: str) -> bool:
-        return _is_http(url)
+        return is_http(url)
 
     async def copy(self, url: str, target: Path, settings: Settings) -> None:
         limit = settings.fetch_max_bytes
@@ -244,7 +160,7 @@ class HttpSource:
                     raise FetchError(url, where + exc.reason, exc.code) from None
                 response = await send_pinned(client, current, addresses)
                 try:
-                    if response.status_code in _REDIRECTS and "location" in response.headers:
+                    if response.status_code in REDIRECTS and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
                         continue
                     if response.status_code >= 300:

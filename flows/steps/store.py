@@ -32,7 +32,7 @@ from flows.errors import FetchError, TaskError
 from flows.params import TaskStore
 from flows.runtime import LOCAL_ACCOUNT, current_run
 from flows.settings import Settings, get_settings
-from flows.steps.sources import check_url_allowed, tls_context
+from flows.contract.net import check_url_allowed, tls_context
 from flows.steps.step import step, step_log
 
 C = TypeVar("C", bound=CredentialsBlock)
