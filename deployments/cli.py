@@ -21,7 +21,7 @@ from flows.settings import Settings, get_settings
 app = typer.Typer(help="dragonflow: the Stupeflix Tasks API on Prefect 3.", no_args_is_help=True)
 account_app = typer.Typer(help="Manage API accounts (stored as Prefect blocks).", no_args_is_help=True)
 app.add_typer(account_app, name="account")
-WORKER_RESTART_AFTER = 10.0  # seconds a worker must have run to be restarted when it dies (not a crash loop)
+WORKER_DEATHS, WORKER_DEATH_WINDOW = 3, 60.0  # a worker dying this often in this many seconds is a crash loop: stop
 
 
 def _prefect_url(settings: Settings, prefect_port: int) -> tuple[str, subprocess.Popen | None]:
@@ -81,7 +81,7 @@ def up(
         command = [sys.executable, "-m", "deployments.cli"]
         processes.append(subprocess.Popen([*command, "worker"], env=env))
         processes.append(subprocess.Popen([*command, "api", "--port", str(port)], env=env))
-        worker, worker_started = len(processes) - 2, time.monotonic()
+        worker, deaths = len(processes) - 2, []
         health = f"http://127.0.0.1:{port}/healthz"
         wait_until(lambda: _answers_200(health), "dragonflow API", 120, *processes)
         typer.echo(
@@ -95,9 +95,14 @@ def up(
         )
         typer.echo("dragonflow is up. Ctrl-C stops it.", err=True)
         while True:
-            if processes[worker].poll() is not None and time.monotonic() - worker_started > WORKER_RESTART_AFTER:
-                typer.echo(f"the worker exited ({processes[worker].returncode}): starting another", err=True)
-                processes[worker], worker_started = subprocess.Popen(processes[worker].args, env=env), time.monotonic()
+            if processes[worker].poll() is not None:
+                now = time.monotonic()
+                deaths = [t for t in deaths if now - t < WORKER_DEATH_WINDOW] + [now]
+                if len(deaths) < WORKER_DEATHS:
+                    typer.echo(f"the worker exited ({processes[worker].returncode}): starting another", err=True)
+                    processes[worker] = subprocess.Popen(processes[worker].args, env=env)
+                else:
+                    typer.echo(f"the worker died {WORKER_DEATHS} times in {WORKER_DEATH_WINDOW:g} s: stopping", err=True)
             if any(p.poll() is not None for p in processes):
                 raise typer.Exit(1)
             try:
