@@ -23,7 +23,7 @@ from blocks.storage import STORE_NAMES, StorageBlock
 from deployments.maintenance import expire_files
 from flows.callbacks import send_errback
 from flows.contract.runs import ERRBACK_TAG, INVALID_PARAMETERS
-from flows.registry import TASKS
+from flows.registry import DEPLOYED
 from flows.settings import Settings
 
 WORKER_TYPE = "dragonflow-warm"
@@ -110,7 +110,7 @@ async def register_deployments(client: PrefectClient, settings: Settings) -> Non
     """One deployment per task, named after the task, the errback sender and the hourly
     file expiry."""
     await ensure_work_pool(client, settings)
-    for spec in TASKS.values():
+    for spec in DEPLOYED:
         await _deploy(client, spec.flow, settings, tags=[spec.name])
     await _deploy(client, send_errback, settings)
     await _deploy(
