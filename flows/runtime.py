@@ -20,6 +20,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from flows.contract import secrets
@@ -83,37 +84,58 @@ def _run_name() -> str:
     return key_for(runtime.flow_run.id)
 
 
+@dataclass
+class Outcome:
+    """How a task's body ended: its value, or the Failed state to end the run with (and the
+    partial result a ``TaskError`` may carry in ``result``)."""
+
+    value: Any = None
+    failed: State | None = None
+    partial: Any = None
+
+
+async def run_in_scope(key: str, account: str, params: Any, body: Callable[[RunScope], Awaitable[Any]]) -> Outcome:
+    """Run ``body(scope)`` as the running flow's task: a scope with a scratch directory that
+    is always removed; a ``TaskError`` becomes a Failed state with its message, any other
+    exception one naming it (the traceback goes to the run's log)."""
+    work_dir = get_settings().work_dir / str(runtime.flow_run.id)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    scope = RunScope(key, account, params, work_dir)
+    token = _scope.set(scope)
+    try:
+        return Outcome(value=await body(scope))
+    except TaskError as exc:
+        get_run_logger().error("%s", exc)
+        return Outcome(failed=Failed(message=str(exc)), partial=getattr(exc, "result", None))
+    except Exception as exc:
+        get_run_logger().exception("task failed")
+        return Outcome(failed=Failed(message=f"{type(exc).__name__}: {exc}"))
+    finally:
+        _scope.reset(token)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
 def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
     """Make ``fn(params, account)`` the Prefect flow of task ``name``."""
 
     def decorate(fn: Callable[..., Awaitable[Any]]):
         @functools.wraps(fn)
         async def run(params, account: str = LOCAL_ACCOUNT):
+            async def body(scope: RunScope) -> Any:
+                scope.params = await secrets.reveal(params)  # tokens are kept out of run parameters
+                return await fn(scope.params, account)
+
             run_id = runtime.flow_run.id
-            work_dir = get_settings().work_dir / str(run_id)
-            work_dir.mkdir(parents=True, exist_ok=True)
-            token = _scope.set(RunScope(key_for(run_id), account, params, work_dir))
             try:
-                params = current_run().params = await secrets.reveal(params)  # tokens kept out of parameters
-                value = await fn(params, account)
-            except TaskError as exc:
-                get_run_logger().error("%s", exc)
-                failed = Failed(message=str(exc))
-            except Exception as exc:
-                get_run_logger().exception("task failed")
-                failed = Failed(message=f"{type(exc).__name__}: {exc}")
-            else:
-                failed = None
+                outcome = await run_in_scope(key_for(run_id), account, params, body)
             finally:
-                _scope.reset(token)
-                shutil.rmtree(work_dir, ignore_errors=True)
                 await secrets.forget_quietly(params.secrets)
-            if failed is not None:
-                await send_status(run_id, params.url_errback, "errback", failed)
-                return failed
-            await record_result(value)
+            if outcome.failed is not None:
+                await send_status(run_id, params.url_errback, "errback", outcome.failed)
+                return outcome.failed
+            await record_result(outcome.value)
             await send_status(run_id, params.url_callback, "callback", Completed())
-            return value
+            return outcome.value
 
         return flow(
             name=name,

@@ -43,7 +43,6 @@ import asyncio
 import functools
 import logging
 import posixpath
-import shutil
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -59,7 +58,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 from pydantic_core import PydanticCustomError, ValidationError
 
 from blocks.registered import RegisteredStorage, StorageUnavailable, lookup_registered
-from flows import runtime as task_runtime
 from flows.contract.runs import record_result
 from flows.contract.vimqu import output_failure, utc_text
 from flows.errors import TaskError
@@ -68,8 +66,7 @@ from flows.outputs.config import OutputConfigError, StreamingConfig, parse_outpu
 from flows.outputs.package import package_streams
 from flows.outputs.thumbnails import make_thumbnails
 from flows.outputs.video import encode_output
-from flows.runtime import LOCAL_ACCOUNT, RunScope, current_run, publish_partial, report_progress
-from flows.settings import get_settings
+from flows.runtime import LOCAL_ACCOUNT, current_run, publish_partial, report_progress, run_in_scope
 from flows.steps.fetch import fetch
 from flows.steps.notify import send_status
 from flows.steps.step import step, step_log
@@ -333,14 +330,14 @@ async def _engine(job: TaskJob, output: TaskOutput) -> tuple[Path, list[str], li
 
     out_dir = job.work_dir / f"output-{output.id}"
 
-    async def progress(percent: float) -> None:
+    async def own_progress(percent: float) -> None:
         await job.advance([output.id], ENGINE_SHARE * percent / 100)
 
     async with job.slots:
         if output.type == "thumbnail":
-            result = await make_thumbnails(job.src, job.probe, config, out_dir, progress=progress)
+            result = await make_thumbnails(job.src, job.probe, config, out_dir, progress=own_progress)
         else:
-            result = await encode_output(job.src, job.probe, config, out_dir, progress=progress)
+            result = await encode_output(job.src, job.probe, config, out_dir, progress=own_progress)
     return out_dir, result.files, []
 
 
@@ -488,31 +485,15 @@ def vimqu_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
         @functools.wraps(fn)
         async def run(params, account: str = LOCAL_ACCOUNT):
             run_id = runtime.flow_run.id
-            work_dir = get_settings().work_dir / str(run_id)
-            work_dir.mkdir(parents=True, exist_ok=True)
-            token = task_runtime._scope.set(RunScope(str(run_id), account, params, work_dir))
-            result = None
-            try:
-                value = await fn(params, account)
-            except TaskError as exc:
-                get_run_logger().error("%s", exc)
-                failed, result = Failed(message=str(exc)), getattr(exc, "result", None)
-            except Exception as exc:
-                get_run_logger().exception("task failed")
-                failed = Failed(message=f"{type(exc).__name__}: {exc}")
-            else:
-                failed = None
-            finally:
-                task_runtime._scope.reset(token)
-                shutil.rmtree(work_dir, ignore_errors=True)
-            if failed is not None:
-                if result is not None:
-                    await record_result(result)
-                await send_status(run_id, params.webhook_url, "webhook", failed)
-                return failed
-            await record_result(value)
+            outcome = await run_in_scope(str(run_id), account, params, lambda scope: fn(params, account))
+            if outcome.failed is not None:
+                if outcome.partial is not None:
+                    await record_result(outcome.partial)
+                await send_status(run_id, params.webhook_url, "webhook", outcome.failed)
+                return outcome.failed
+            await record_result(outcome.value)
             await send_status(run_id, params.webhook_url, "webhook", Completed())
-            return value
+            return outcome.value
 
         return flow(
             name=name,

@@ -29,7 +29,7 @@ from blocks import storage
 from blocks.registered import RegisteredStorage, StorageUnavailable, lookup_registered
 from flows.contract.net import REDIRECTS, check_url_allowed, is_http, send_pinned, tls_context
 from flows.errors import FetchError
-from flows.settings import Settings, get_settings
+from flows.settings import Settings
 
 _CHUNK = 64 * 1024
 _WRITE_BATCH = 1024 * 1024  # bytes gathered before one write in a thread
