@@ -15,20 +15,23 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DRAGONFLOW_", extra="ignore")
 
-    home: Path = Field(default_factory=lambda: Path.home() / ".dragonflow")
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".dragonflow",
+        description="Where state lives: the embedded Prefect database, stored files, scratch directories.",
+    )
     public_url: str = Field(
         "http://127.0.0.1:8000",
         description="Base URL clients use to reach the API (output file URLs start with it).",
     )
-    work_pool: str = "dragonflow"
+    work_pool: str = Field("dragonflow", description="Prefect work pool the deployments and warm workers use.")
     fetch_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma list of hosts or CIDRs that fetch may reach even though they are private.",
     )
-    fetch_max_bytes: int = 512 * 1024 * 1024
-    fetch_timeout: float = 120.0
-    fetch_max_redirects: int = 5
-    max_image_pixels: int = 100_000_000
+    fetch_max_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Largest input download, in bytes.")
+    fetch_timeout: float = Field(120.0, gt=0, description="Seconds one input download may take.")
+    fetch_max_redirects: int = Field(5, ge=0, description="Redirects an input download follows (each hop re-checked).")
+    max_image_pixels: int = Field(100_000_000, ge=1, description="Largest image decoded, in pixels (checked before decoding).")
     tts_max_chars: int = Field(20_000, ge=1, description="Longest text audio.tts accepts, in characters.")
     callback_attempts: int = Field(5, ge=1, description="Tries of a callback POST before it is given up.")
     callback_backoff: float = Field(0.5, ge=0, description="Seconds before the 2nd try of a callback; doubles each try.")
