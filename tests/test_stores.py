@@ -4,6 +4,7 @@ destination, and a StorageBlock on S3 (moto's server) with an S3Credentials bloc
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import get_args
 
 import pytest
@@ -88,18 +89,12 @@ async def test_store_task_run_is_named_by_the_output(service, output):
 
 
 @pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server on 127.0.0.1 with a bucket, and credentials for it."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    credentials = S3Credentials(aws_access_key_id="testing", aws_secret_access_key="testing-secret",
-                                region_name="eu-west-1", endpoint_url=f"http://{host}:{port}")
-    credentials.get_client().mkdir("outputs")
-    yield credentials
-    server.stop()
+def s3(s3_server):
+    """Credentials for the session's S3 server (moto) and a fresh prefix in its bucket."""
+    credentials = S3Credentials(aws_access_key_id=s3_server.access_key_id,
+                                aws_secret_access_key=s3_server.secret_access_key,
+                                region_name=s3_server.region, endpoint_url=s3_server.endpoint_url)
+    return credentials, f"{s3_server.bucket}/stores-{uuid.uuid4().hex[:8]}"
 
 
 async def test_s3_storage_block_through_credentials(s3, own_stores, output, tmp_path, monkeypatch):
@@ -107,11 +102,12 @@ async def test_s3_storage_block_through_credentials(s3, own_stores, output, tmp_
     serves it back to fetch as its own URL (no HTTP)."""
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)  # no credentials but the block's
-    block = StorageBlock(root="s3://outputs/tasks", public_url="https://cdn.example.com/files", credentials=s3)
-    assert "testing-secret" not in repr(block)
+    s3, prefix = s3
+    block = StorageBlock(root=f"s3://{prefix}", public_url="https://cdn.example.com/files", credentials=s3)
+    assert s3.aws_secret_access_key.get_secret_value() not in repr(block)
     url = await block.put(output, "acct/KEY/output.jpg")
     assert url == "https://cdn.example.com/files/acct/KEY/output.jpg"
-    assert s3.get_client().cat_file("outputs/tasks/acct/KEY/output.jpg") == b"jpeg bytes"
+    assert s3.get_client().cat_file(f"{prefix}/acct/KEY/output.jpg") == b"jpeg bytes"
     assert [f.path for f in block.files("acct")] == ["acct/KEY/output.jpg"]
     monkeypatch.setitem(storage._loaded, "persistent", block)
     fetched = await fetch.fn(url, tmp_path / "in", settings=Settings(fetch_allow=[]))

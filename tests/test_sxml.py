@@ -351,3 +351,11 @@ def test_bytes_with_a_declared_encoding_are_decoded():
     definition = parse('<?xml version="1.0" encoding="ISO-8859-1"?><movie service="craftsman-1.0"><body><text>Café</text></body></movie>'
                        .encode("latin-1"))
     assert definition.movie.body.children[0].text == "Café"
+
+
+def test_colour_names_after_pillow_cached_them():
+    """Pillow's getrgb caches converted names in ImageColor.colormap as tuples."""
+    from PIL import ImageColor
+
+    ImageColor.getrgb("white")
+    assert sxml.parse_color("White") == sxml.Color(255, 255, 255)

@@ -129,9 +129,8 @@ def parse_color(text: str) -> Color:
             digits = "".join(c * 2 for c in digits)
         channels = [int(digits[i : i + 2], 16) for i in range(0, len(digits), 2)]
         return Color(*channels)
-    rgb = ImageColor.colormap.get(value.lower())
-    if isinstance(rgb, str) and not value.startswith("#"):
-        return parse_color(rgb)
+    if value.lower() in ImageColor.colormap:  # Pillow caches converted names there as tuples
+        return Color(*ImageColor.getrgb(value.lower())[:3])
     raise ValueError(f"{value!r} is not a colour (#RRGGBB, #RRGGBBAA or a name)")
 
 

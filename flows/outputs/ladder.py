@@ -1,19 +1,8 @@
 """The built-in HLS/DASH ladder and the choice of rungs for one input (never upscale).
 
-Built-in rungs (H.264 high profile, AAC-LC stereo audio shared by all rungs; bitrates in
-kbps, for up to 30 fps — rungs of an input over 30 fps get 1.5× the video bitrate):
-
-======  ======  =====================  =============  =============
-name    height  width (16:9 input)     video kbps     audio kbps
-======  ======  =====================  =============  =============
-240p    240     426                    400            64
-360p    360     640                    800            96
-480p    480     854                    1400           128
-720p    720     1280                   2800           128
-1080p   1080    1920                   5000           128
-1440p   1440    2560                   8000           128
-2160p   2160    3840                   14000          128
-======  ======  =====================  =============  =============
+Built-in rungs: ``BUILTIN_LADDER`` (H.264 high profile, AAC-LC stereo audio shared by all
+rungs; bitrates in kbps for up to 30 fps — rungs of an input over 30 fps get 1.5× the video
+bitrate; docs/vimqu.md shows the table, generated from it).
 
 A rung's height is the short side of the frame: a portrait input gets rungs of that width.
 The long side follows the input's aspect ratio, rounded to an even number. A rung whose short
