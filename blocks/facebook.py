@@ -25,13 +25,13 @@ from typing import Any
 
 import httpx
 from prefect import task
-from prefect.blocks.abstract import CredentialsBlock
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
 from .meta import DOCUMENTATION_URL, LOGO_URL
 from .uploads import (
-    RETRY_STATUS, TRANSPORT_ERRORS, Progress, RetryPolicy, UploadError, file_size, read_range, report,
+    RETRY_STATUS, TRANSPORT_ERRORS, Progress, RetryPolicy, ServiceCredentials, UploadError, file_size, read_range,
+    report,
     transport_message,
 )
 
@@ -43,7 +43,7 @@ LIMIT_CODES = {4, 17, 32, 341, 368, 613}
 TRANSIENT_CODES = {1, 2}
 
 
-class FacebookCredentials(CredentialsBlock):
+class FacebookCredentials(ServiceCredentials):
     """A Facebook user or Page access token, and the app secret for ``appsecret_proof``."""
 
     _block_type_name = "Dragonflow Facebook Credentials"
@@ -62,9 +62,6 @@ class FacebookCredentials(CredentialsBlock):
 
     access_token: SecretStr = Field(description="User or Page access token allowed to publish videos.")
     app_secret: SecretStr | None = Field(None, description="App secret, to sign calls with appsecret_proof.")
-    accounts: list[str] = Field(
-        default_factory=list, description="Accounts whose tasks may name this block; empty: every account."
-    )
 
     def auth_fields(self) -> dict[str, str]:
         """``access_token`` and, with an app secret, ``appsecret_proof``."""

@@ -12,10 +12,24 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import httpx
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field
 
 Progress = Callable[[int, int], Any]
 """``progress(bytes_confirmed, total)``; may return an awaitable."""
 PIECE = 256 * 1024
+
+
+class ServiceCredentials(CredentialsBlock):
+    """Credentials of a video service that tasks may name (``"credentials": NAME``)."""
+
+    accounts: list[str] = Field(
+        default_factory=list, description="Accounts whose tasks may name this block; empty: every account."
+    )
+
+    def usable_by(self, account: str) -> bool:
+        """True when tasks of ``account`` may use these credentials."""
+        return not self.accounts or account in self.accounts
 
 
 class UploadError(Exception):

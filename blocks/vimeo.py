@@ -20,7 +20,6 @@ from typing import Any
 
 import requests
 from prefect import task
-from prefect.blocks.abstract import CredentialsBlock
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
@@ -29,12 +28,12 @@ from vimeo import VimeoClient
 from vimeo.exceptions import APIRateLimitExceededFailure
 
 from .meta import DOCUMENTATION_URL, LOGO_URL
-from .uploads import RETRY_STATUS, Progress, RetryPolicy, UploadError, file_size, report
+from .uploads import RETRY_STATUS, Progress, RetryPolicy, ServiceCredentials, UploadError, file_size, report
 
 API_URL = "https://api.vimeo.com"
 
 
-class VimeoCredentials(CredentialsBlock):
+class VimeoCredentials(ServiceCredentials):
     """An OAuth2 access token of a Vimeo account with the upload and edit scopes."""
 
     _block_type_name = "Dragonflow Vimeo Credentials"
@@ -52,9 +51,6 @@ class VimeoCredentials(CredentialsBlock):
     """
 
     oauth2_token: SecretStr = Field(description="OAuth2 access token with the upload and edit scopes.")
-    accounts: list[str] = Field(
-        default_factory=list, description="Accounts whose tasks may name this block; empty: every account."
-    )
 
     def get_client(self, api_url: str = API_URL) -> VimeoClient:
         """A PyVimeo client on ``api_url`` authenticated with the token."""

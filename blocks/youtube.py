@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import httpx
 from prefect import task
-from prefect.blocks.abstract import CredentialsBlock
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, SecretStr
 
 from .meta import DOCUMENTATION_URL, LOGO_URL
 from .uploads import (
-    RETRY_STATUS, TRANSPORT_ERRORS, Progress, RetryPolicy, UploadError, file_size, report, stream_range,
+    RETRY_STATUS, TRANSPORT_ERRORS, Progress, RetryPolicy, ServiceCredentials, UploadError, file_size, report,
+    stream_range,
     transport_message,
 )
 
@@ -40,7 +40,7 @@ QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded", "uploadLimitExceeded"}
 RETRY_REASONS = {"backendError", "internalError", "rateLimitExceeded", "userRateLimitExceeded"}
 
 
-class YouTubeCredentials(CredentialsBlock):
+class YouTubeCredentials(ServiceCredentials):
     """An OAuth2 access token allowed to upload to a YouTube channel."""
 
     _block_type_name = "Dragonflow YouTube Credentials"
@@ -59,9 +59,6 @@ class YouTubeCredentials(CredentialsBlock):
 
     access_token: SecretStr = Field(description="OAuth2 access token with the youtube.upload scope.")
     developer_key: SecretStr | None = Field(None, description="API key of the Google Cloud project (AIza...), if any.")
-    accounts: list[str] = Field(
-        default_factory=list, description="Accounts whose tasks may name this block; empty: every account."
-    )
 
     def api_key(self) -> str | None:
         """The developer key when it is a Google API key (old GData keys are not)."""

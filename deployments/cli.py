@@ -90,6 +90,7 @@ def up(
                     "api": f"http://127.0.0.1:{port}",
                     "prefect_ui": api_url.removesuffix("/api"),
                     "account": credentials,
+                    "first_task": _first_task(port, credentials["secret"]),
                 }
             ),
         )
@@ -113,6 +114,16 @@ def up(
         pass
     finally:
         stop(processes)
+
+
+def _first_task(port: int, secret: str) -> dict[str, Any]:
+    """Run a ``hello`` task through the service just started (it proves the whole path:
+    API, Prefect, worker); its final status."""
+    import httpx
+
+    response = httpx.post(f"http://127.0.0.1:{port}/v2/create", timeout=120, json={
+        "secret": secret, "tasks": {"task_name": "hello", "name": "dragonflow"}, "block": True})
+    return response.json()[0] if response.is_success else {"status": "error", "error": response.text[:500]}
 
 
 def _answers_200(url: str) -> bool:

@@ -65,7 +65,7 @@ class LocalService:
                 self.__exit__()
                 raise RuntimeError("dragonflow up did not start: " + (self.home / "up.log").read_text()[-3000:])
         info = json.loads(line)
-        self.api, self.account = info["api"], info["account"]
+        self.api, self.account, self.first_task = info["api"], info["account"], info.get("first_task")
         self.prefect_api = f"{info['prefect_ui']}/api"
         self.env["PREFECT_API_URL"] = self.prefect_api
         return self

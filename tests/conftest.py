@@ -17,16 +17,31 @@ import httpx
 import pytest
 from PIL import Image
 
+from blocks import storage
+from blocks.storage import STORE_NAMES, StorageBlock
 from deployments.local import ROOT, LocalService, serve_directory
 from tests.fake_services import FakeServices
 
 pytest_plugins = ["tests.storage_servers"]  # storage servers (S3, GCS, Azure, FTP, SFTP) as session fixtures
+
+OWN = "http://own.test/storage"
+
+
+@pytest.fixture
+def own_stores(monkeypatch, tmp_path) -> dict[str, StorageBlock]:
+    """Real storage blocks (local roots, public URLs under OWN) as ``load_store`` returns them."""
+    blocks = {name: StorageBlock(root=str(tmp_path / "stores" / name), public_url=f"{OWN}/{name}")
+              for name in STORE_NAMES}
+    monkeypatch.setattr(storage, "_loaded", blocks)
+    return blocks
+
 
 class Service:
     """The running service: its URLs, environment and the local account."""
 
     def __init__(self, local: LocalService):
         self.api, self.prefect_api, self.env, self.account = local.api, local.prefect_api, local.env, local.account
+        self.first_task = local.first_task
         self.http = httpx.Client(base_url=self.api, timeout=60)
 
     def create(self, tasks, *, secret: str | None = None, **body) -> httpx.Response:

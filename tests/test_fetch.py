@@ -17,12 +17,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from blocks import storage
-from blocks.storage import STORE_NAMES, StorageBlock
 from flows.errors import FetchError
 from flows.settings import Settings
 from flows.steps import sources
 from flows.steps.fetch import fetch
+from tests.conftest import OWN
 from flows.contract.net import check_url_allowed
 
 BLOB = os.urandom(200_000)
@@ -114,16 +113,7 @@ def other(servers):
     return servers[1]
 
 
-OWN = "http://own.test/storage"
-
-
-@pytest.fixture(autouse=True)
-def own_stores(monkeypatch, tmp_path) -> dict[str, StorageBlock]:
-    """Real storage blocks (local roots, public URLs under OWN) as ``load_store`` returns them."""
-    blocks = {name: StorageBlock(root=str(tmp_path / "stores" / name), public_url=f"{OWN}/{name}")
-              for name in STORE_NAMES}
-    monkeypatch.setattr(storage, "_loaded", blocks)
-    return blocks
+pytestmark = pytest.mark.usefixtures("own_stores")  # real storage blocks (conftest)
 
 
 @pytest.fixture

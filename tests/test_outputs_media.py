@@ -6,14 +6,14 @@ number + 1)), checked with ffprobe. No services."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.media_tools import ffprobe_json, run
 from PIL import Image
 
 from flows.outputs import package as pkg
@@ -28,14 +28,6 @@ FPS = 30
 DURATION = 10
 SEGMENT = 3.0
 NS = {"mpd": pkg.MPD_NS}
-
-
-def run(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout
-
-
-def ffprobe_json(*args: str) -> dict:
-    return json.loads(run("ffprobe", "-v", "error", "-print_format", "json", *args))
 
 
 @pytest.fixture(scope="module")

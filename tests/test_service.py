@@ -256,3 +256,9 @@ def test_flows_compose_in_a_pipeline(service, media):
     assert done.returncode == 0, done.stderr[-2000:]
     infos = json.loads(done.stdout.strip().splitlines()[-1])
     assert [(i["width"], i["height"]) for i in infos] == [(64, 32), (64, 48)]
+
+
+def test_up_runs_a_first_task(service):
+    """`dragonflow up` proves the whole path by running a hello task before it reports ready."""
+    first = service.first_task
+    assert first["status"] == "success" and first["result"] == "Hello dragonflow"

@@ -20,18 +20,10 @@ from flows import runtime
 from flows.params import TaskParams, TaskStore
 from flows.settings import Settings
 from flows.steps.fetch import fetch
+from tests.conftest import OWN
 from flows.steps.store import RESOLVERS, resolve_store, store
 
-OWN = "http://own.test/storage"
-
-
-@pytest.fixture(autouse=True)
-def own_stores(monkeypatch, tmp_path) -> dict[str, StorageBlock]:
-    """Real storage blocks (local roots) as ``load_store`` returns them."""
-    blocks = {name: StorageBlock(root=str(tmp_path / "stores" / name), public_url=f"{OWN}/{name}")
-              for name in STORE_NAMES}
-    monkeypatch.setattr(storage, "_loaded", blocks)
-    return blocks
+pytestmark = pytest.mark.usefixtures("own_stores")  # real storage blocks (conftest)
 
 
 @pytest.fixture

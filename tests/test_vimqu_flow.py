@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import posixpath
 import re
-import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests.media_tools import ffprobe_json, run
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -38,14 +38,6 @@ SEGMENT = 2.0
 NS = {"mpd": pkg.MPD_NS}
 UTC_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 RUN_TIMEOUT = 150
-
-
-def run(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout
-
-
-def ffprobe_json(*args: str) -> dict:
-    return json.loads(run("ffprobe", "-v", "error", "-print_format", "json", *args))
 
 
 @pytest.fixture(scope="module")

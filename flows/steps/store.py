@@ -63,8 +63,7 @@ async def credentials_block(block_type: type[C], name: str, account: str) -> C:
         block = await block_type.aload(name)
     except ValueError:
         raise TaskError(f"no saved {block_type.get_block_type_name()} block named {name!r}") from None
-    allowed = getattr(block, "accounts", [])
-    if allowed and account not in allowed:
+    if not block.usable_by(account):
         raise TaskError(f"account {account!r} may not use the credentials block {name!r}")
     return block
 
