@@ -814,6 +814,8 @@ async def ceiling_deployment():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite.")
+    parser.add_argument("--no-step-tasks", action="store_true",
+                        help="Service with DRAGONFLOW_STEP_TASKS=false (steps as plain calls) to measure their cost.")
     parser.add_argument("--runs", type=int, default=60, help="Timed latency runs (ours).")
     parser.add_argument("--stock-runs", type=int, default=10, help="Timed latency runs of the stock path.")
     parser.add_argument("--stock-poll", type=int, default=1, help="Stock runner poll interval, s (Prefect: 10).")
@@ -852,7 +854,8 @@ def main() -> None:
         small = jpeg_near(files / "small.jpg", 100_000)
         names = thumb_inputs(files, args.tasks)
         base = stack.enter_context(serve_directory(files))
-        service = stack.enter_context(LocalService(tmp / "home", PREFECT_API_URL=prefect_url))
+        step_tasks = {"DRAGONFLOW_STEP_TASKS": "false"} if args.no_step_tasks else {}
+        service = stack.enter_context(LocalService(tmp / "home", PREFECT_API_URL=prefect_url, **step_tasks))
         os.environ["DRAGONFLOW_HOME"] = str(tmp / "bench-home")  # scratch dirs of the in-process runs
         roles.update(service_roles(service))
         stack.enter_context(temporary_settings({PREFECT_API_URL: prefect_url, PREFECT_CLIENT_MAX_RETRIES: 20}))
