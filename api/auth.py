@@ -41,7 +41,8 @@ class Accounts:
 
     async def _find(self, kind: str, value: str) -> AccountBlock | None:
         for account in self._accounts:
-            if hmac.compare_digest(getattr(account, kind).get_secret_value(), value):
+            secret = getattr(account, kind)
+            if secret is not None and hmac.compare_digest(secret.get_secret_value().encode(), value.encode()):
                 return account
         return None
 

@@ -9,11 +9,9 @@ new token apply within that time on every API process.
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import Request
 
-from api.auth import RELOAD_INTERVAL, Accounts
+from api.auth import Accounts
 from api.vimqu.errors import forbidden, unauthenticated
 from blocks.account import AccountBlock
 from flows.settings import get_settings
@@ -29,23 +27,11 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def _find(accounts: Accounts, token: str) -> AccountBlock | None:
-    # Accounts keeps its cached blocks in ``_accounts`` (api/auth.py)
-    for account in accounts._accounts:
-        if account.token is not None and hmac.compare_digest(account.token.get_secret_value().encode(),
-                                                             token.encode()):
-            return account
-    return None
-
-
 async def account_for(accounts: Accounts, token: str) -> AccountBlock | None:
-    """The account whose VimQu token is ``token`` (None when there is none)."""
+    """The account whose VimQu token is ``token`` (None when there is none); the cached
+    accounts are re-read every ``vimqu_account_refresh`` s (suspension, credits)."""
     await accounts.reload(older_than=get_settings().vimqu_account_refresh)
-    account = _find(accounts, token)
-    if account is None:  # a token made a moment ago
-        await accounts.reload(older_than=RELOAD_INTERVAL)
-        account = _find(accounts, token)
-    return account
+    return await accounts.lookup("token", token)
 
 
 async def current_account(request: Request) -> AccountBlock:
