@@ -138,7 +138,7 @@ async def ensure_automation(client: PrefectClient, automation: AutomationCore) -
 
 
 def crash_automation(settings: Settings) -> AutomationCore:
-    """A running task whose heartbeats stop for ``crash_after_seconds`` (its worker died),
+    """A running task whose heartbeats stop for ``heartbeat_timeout`` (its worker died),
     or that never sent one after it started, is marked Crashed, so its client gets an
     ``error`` status instead of waiting forever."""
     final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
@@ -152,13 +152,13 @@ def crash_automation(settings: Settings) -> AutomationCore:
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=timedelta(seconds=settings.crash_after_seconds),
+            within=timedelta(seconds=settings.heartbeat_timeout),
         ),
         actions=[
             ChangeFlowRunState(
                 state=StateType.CRASHED,
                 message="the worker running this task stopped responding"
-                f" (no heartbeat for {settings.crash_after_seconds:g} s)",
+                f" (no heartbeat for {settings.heartbeat_timeout:g} s)",
             )
         ],
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -13,7 +14,7 @@ from typing_extensions import Annotated
 class Settings(BaseSettings):
     """Settings read from the environment, e.g. ``DRAGONFLOW_HOME=/srv/dragonflow``."""
 
-    model_config = SettingsConfigDict(env_prefix="DRAGONFLOW_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DRAGONFLOW_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".dragonflow",
@@ -44,11 +45,26 @@ class Settings(BaseSettings):
     tool_timeout: float = Field(600.0, gt=0, description="Seconds an ffmpeg run may take, plus tool_timeout_per_second of media.")
     tool_timeout_per_second: float = Field(4.0, ge=0, description="Extra ffmpeg time allowed per second of media.")
     probe_timeout: float = Field(60.0, gt=0, description="Seconds ffprobe or a single-frame grab may take.")
-    crash_after_seconds: float = Field(
+    heartbeat_timeout: float = Field(
         300.0,
-        ge=30,
-        description="A running task whose worker sent no heartbeat for this long is marked Crashed"
-        " (workers send one every 30 s: keep it well above that).",
+        ge=3,
+        validation_alias=AliasChoices("DRAGONFLOW_HEARTBEAT_TIMEOUT", "DRAGONFLOW_CRASH_AFTER_SECONDS"),
+        description="Seconds without a heartbeat after which a running task's worker counts as dead: the task is"
+        " run again (crash_retries) or ends Crashed. Workers beat every third of it. Old name:"
+        " DRAGONFLOW_CRASH_AFTER_SECONDS.",
+    )
+    crash_retries: int = Field(
+        2, ge=0, description="Times a task whose worker died (or was killed by its input) is run again before it ends Crashed."
+    )
+    database_url: Optional[str] = Field(
+        None,
+        description="PostgreSQL URL of the scale topology's Prefect database (postgresql+asyncpg://...);"
+        " `up --scale` starts a local PostgreSQL when unset.",
+    )
+    redis_url: Optional[str] = Field(
+        None,
+        description="Redis URL of the scale topology (Prefect's events, ordering and leases; the VimQu rate limit"
+        " shared by API processes); `up --scale` starts a local Redis when unset.",
     )
     create_max_duration: float = Field(600.0, gt=0, description="Longest video.create movie, in seconds.")
     create_max_assets: int = Field(200, ge=1, description="Most distinct asset URLs in one video.create definition.")

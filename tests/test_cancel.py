@@ -62,7 +62,7 @@ def test_cancelling_a_running_task_stops_it(service, callbacks):
 
 def test_a_killed_worker_crashes_its_runs_and_sends_their_errback(tmp_path, callbacks):
     """SIGKILL the worker under a running task: the crash automation marks the run Crashed
-    ``crash_after_seconds`` after its last heartbeat, ``up`` starts a new worker, and the
+    ``heartbeat_timeout`` after its last heartbeat, ``up`` starts a new worker, and the
     errback is sent."""
     with LocalService(tmp_path, DRAGONFLOW_CRASH_AFTER_SECONDS="30") as local:
         service = Service(local)

@@ -49,7 +49,7 @@ async def test_automations_follow_the_settings(service):
             await ensure_automation(client, crash_automation(settings))
             assert [a.id for a in await client.read_automations_by_name(CRASH_AUTOMATION)] == [before.id]
             try:
-                await ensure_automation(client, crash_automation(Settings(crash_after_seconds=45)))
+                await ensure_automation(client, crash_automation(Settings(heartbeat_timeout=45)))
                 [changed] = await client.read_automations_by_name(CRASH_AUTOMATION)
                 assert changed.id != before.id and changed.trigger.within.total_seconds() == 45
             finally:
