@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,12 +18,12 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.server import api_url_for, is_healthy, prefect_env, start_server, stop, wait_until
+from deployments.supervise import Supervisor
 from flows.settings import Settings, get_settings
 
 app = typer.Typer(help="dragonflow: the Stupeflix Tasks API on Prefect 3.", no_args_is_help=True)
 account_app = typer.Typer(help="Manage API accounts (stored as Prefect blocks).", no_args_is_help=True)
 app.add_typer(account_app, name="account")
-WORKER_DEATHS, WORKER_DEATH_WINDOW = 3, 60.0  # a worker dying this often in this many seconds is a crash loop: stop
 
 
 def _prefect_url(settings: Settings, prefect_port: int) -> tuple[str, subprocess.Popen | None]:
@@ -62,58 +64,80 @@ def _new_account_settings() -> dict[str, Any]:
 def up(
     port: int = typer.Option(get_settings().api_port, help="Port of the REST API."),
     prefect_port: int = typer.Option(get_settings().prefect_port, help="Port of the Prefect server (UI and API)."),
+    scale: bool = typer.Option(False, "--scale", help="Run Prefect's scale-out topology: PostgreSQL + Redis +"
+                               " several Prefect API processes + one services process (with Prefect auth)."),
+    api_processes: int = typer.Option(2, min=1, help="Prefect API processes (--scale)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Warm workers (default: 1, with --scale 2)."),
+    prefect_host: str = typer.Option("127.0.0.1", help="Address the Prefect API processes listen on (--scale)."),
 ) -> None:
-    """Start everything on 127.0.0.1: Prefect server (unless PREFECT_API_URL is set),
-    blocks and deployments, a warm worker and the API. A worker that dies is started
-    again (its running tasks are marked Crashed by the crash automation); Ctrl-C stops it all."""
+    """Start everything: a Prefect server (unless PREFECT_API_URL is set; with --scale the
+    whole scale-out tier), blocks and deployments, warm workers and the API on 127.0.0.1.
+    Every process is supervised: one that dies is started again (a dead worker's running
+    tasks are run again or marked Crashed by the crash automation). Ctrl-C stops it all."""
     settings = get_settings()
     if "public_url" not in settings.model_fields_set:  # not set by DRAGONFLOW_PUBLIC_URL
         settings.public_url = f"http://127.0.0.1:{port}"
     settings.home.mkdir(parents=True, exist_ok=True)
-    processes: list[subprocess.Popen] = []
+    supervisor = Supervisor(lambda line: typer.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        api_url, server = _prefect_url(settings, prefect_port)
-        processes += [server] if server else []
-        with temporary_settings({PREFECT_API_URL: api_url}):
+        clients = _start_prefect(supervisor, settings, prefect_port, scale, api_processes, prefect_host)
+        with temporary_settings(_prefect_settings(clients[0])):
             credentials = asyncio.run(_register(starting_service=True))
-        env = prefect_env(settings, api_url)
         command = [sys.executable, "-m", "deployments.cli"]
-        processes.append(subprocess.Popen([*command, "worker"], env=env))
-        processes.append(subprocess.Popen([*command, "api", "--port", str(port)], env=env))
-        worker, deaths = len(processes) - 2, []
-        health = f"http://127.0.0.1:{port}/healthz"
-        wait_until(lambda: _answers_200(health), "dragonflow API", 120, *processes)
-        typer.echo(
-            json.dumps(
-                {
-                    "api": f"http://127.0.0.1:{port}",
-                    "prefect_ui": api_url.removesuffix("/api"),
-                    "account": credentials,
-                    "first_task": _first_task(port, credentials["secret"]),
-                }
-            ),
-        )
+        for number in range(1, (workers or (2 if scale else 1)) + 1):
+            env = prefect_env(settings, clients[number % len(clients)])
+            name = f"warm-{socket.gethostname()}-{port}-{number}"
+            supervisor.add(f"worker {number}", functools.partial(subprocess.Popen, [*command, "worker", "--name", name], env=env))
+        env = prefect_env(settings, clients[0])
+        supervisor.add("api", functools.partial(subprocess.Popen, [*command, "api", "--port", str(port)], env=env))
+        wait_until(lambda: _answers_200(f"http://127.0.0.1:{port}/healthz"), "dragonflow API", 120, *supervisor.processes)
+        typer.echo(json.dumps({
+            "api": f"http://127.0.0.1:{port}",
+            "prefect_ui": clients[0]["PREFECT_API_URL"].removesuffix("/api"),
+            "prefect_apis": [client["PREFECT_API_URL"] for client in clients],
+            **({"prefect_auth_file": str(settings.home / "prefect-auth")} if scale else {}),
+            "account": credentials,
+            "first_task": _first_task(port, credentials["secret"]),
+        }))
         typer.echo("dragonflow is up. Ctrl-C stops it.", err=True)
-        while True:
-            if processes[worker].poll() is not None:
-                now = time.monotonic()
-                deaths = [t for t in deaths if now - t < WORKER_DEATH_WINDOW] + [now]
-                if len(deaths) < WORKER_DEATHS:
-                    typer.echo(f"the worker exited ({processes[worker].returncode}): starting another", err=True)
-                    processes[worker] = subprocess.Popen(processes[worker].args, env=env)
-                else:
-                    typer.echo(f"the worker died {WORKER_DEATHS} times in {WORKER_DEATH_WINDOW:g} s: stopping", err=True)
-            if any(p.poll() is not None for p in processes):
-                raise typer.Exit(1)
-            try:
-                processes[-1].wait(1)
-            except subprocess.TimeoutExpired:
-                pass
+        supervisor.run_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        stop(processes)
+        stop(supervisor.processes)
+
+
+def _start_prefect(supervisor: Supervisor, settings: Settings, prefect_port: int, scale: bool,
+                   api_processes: int, host: str) -> list[dict[str, str]]:
+    """Start (and supervise) the Prefect tier; the client settings of each Prefect API."""
+    if not scale:
+        api_url, server = _prefect_url(settings, prefect_port)
+        if server:
+            supervisor.adopt("Prefect server", server, functools.partial(start_server, settings, prefect_port))
+        return [{"PREFECT_API_URL": api_url}]
+    from deployments.scale import PrefectTier
+
+    tier = PrefectTier(settings, api_processes=api_processes, first_port=prefect_port, host=host)
+    try:
+        tier.start()
+    finally:  # what started is stopped with the rest, and restarted if it dies
+        for name, process, restart in [("PostgreSQL", tier.postgres, tier.restart_postgres),
+                                       ("Redis", tier.redis, tier.restart_redis),
+                                       *[(f"Prefect API {i}", p, functools.partial(tier.start_api, i))
+                                         for i, p in enumerate(tier.apis)],
+                                       ("Prefect services", tier.services, tier.start_services)]:
+            if process is not None:
+                supervisor.adopt(name, process, restart)
+    return [tier.client_settings(replica) for replica in range(api_processes)]
+
+
+def _prefect_settings(client: dict[str, str]) -> dict[Any, str]:
+    """Prefect settings of this process for a client's environment (URL and auth)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    keys = {"PREFECT_API_URL": PREFECT_API_URL, "PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING}
+    return {keys[name]: value for name, value in client.items() if name in keys}
 
 
 def _first_task(port: int, secret: str) -> dict[str, Any]:

@@ -32,10 +32,15 @@ def free_port() -> int:
 
 
 class LocalService:
-    """``dragonflow up`` in ``home`` with its own SQLite Prefect server; stopped on exit."""
+    """``dragonflow up`` in ``home`` with its own SQLite Prefect server (with ``scale``:
+    its own scale-out tier, ``api_processes`` Prefect API processes, ``workers`` warm
+    workers); stopped on exit."""
 
-    def __init__(self, home: Path, fetch_allow: str = "127.0.0.1", **env: str):
+    def __init__(self, home: Path, fetch_allow: str = "127.0.0.1", scale: bool = False, api_processes: int = 2,
+                 workers: int | None = None, **env: str):
         self.home = Path(home)
+        self.options = [*(["--scale", "--api-processes", str(api_processes)] if scale else []),
+                        *(["--workers", str(workers)] if workers else [])]
         self.port, self.prefect_port = free_port(), free_port()
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
         self.env = {
@@ -52,7 +57,7 @@ class LocalService:
         self.home.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deployments.cli", "up", "--port", str(self.port),
-             "--prefect-port", str(self.prefect_port)],
+             "--prefect-port", str(self.prefect_port), *self.options],
             env=self.env, stdout=subprocess.PIPE, stderr=open(self.home / "up.log", "w"), text=True, cwd=ROOT,
         )
         lines: queue.Queue[str] = queue.Queue()
@@ -67,19 +72,34 @@ class LocalService:
         info = json.loads(line)
         self.api, self.account, self.first_task = info["api"], info["account"], info.get("first_task")
         self.prefect_api = f"{info['prefect_ui']}/api"
+        self.prefect_apis = info["prefect_apis"]
         self.env["PREFECT_API_URL"] = self.prefect_api
+        if "prefect_auth_file" in info:
+            self.env["PREFECT_API_AUTH_STRING"] = Path(info["prefect_auth_file"]).read_text().strip()
         return self
 
+    def children(self, *args: str) -> list[int]:
+        """Process ids of ``up``'s children whose command line holds all of ``args``."""
+        pids = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        found = []
+        for pid in pids:
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            except FileNotFoundError:  # exited meanwhile
+                continue
+            if all(arg in command for arg in args):
+                found.append(int(pid))
+        return found
+
     def worker_pid(self) -> int:
-        """The process id of the service's warm worker (a child of ``dragonflow up``)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        for pid in children:
-            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2:-1] == [b"worker"]:
-                return int(pid)
-        raise RuntimeError("dragonflow up runs no worker")
+        """The process id of the service's (first) warm worker."""
+        workers = self.children("deployments.cli", "worker")
+        if not workers:
+            raise RuntimeError("dragonflow up runs no worker")
+        return workers[0]
 
     def kill_worker(self) -> int:
-        """SIGKILL the warm worker, as a machine failure would (``up`` starts another);
+        """SIGKILL a warm worker, as a machine failure would (``up`` starts another);
         returns its process id."""
         pid = self.worker_pid()
         os.kill(pid, signal.SIGKILL)

@@ -10,9 +10,8 @@ from uuid import UUID
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
-from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import IntervalSchedule
-from prefect.events.actions import ChangeFlowRunState, RunDeployment
+from prefect.events.actions import RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
@@ -22,6 +21,7 @@ from blocks import BLOCKS
 from blocks.storage import STORE_NAMES, StorageBlock
 from deployments.maintenance import expire_files
 from flows.callbacks import send_errback
+from flows.recovery import recover_run
 from flows.contract.runs import ERRBACK_TAG, INVALID_PARAMETERS
 from flows.registry import DEPLOYED
 from flows.settings import Settings
@@ -29,7 +29,6 @@ from flows.settings import Settings
 WORKER_TYPE = "dragonflow-warm"
 CRASH_AUTOMATION = "dragonflow: crash runs whose worker died"
 ERRBACK_AUTOMATION = "dragonflow: errback runs that crashed, were cancelled or refused"
-HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY for workers (Prefect's minimum)
 # Ends of a task's run that its flow's code never sees, so never sends the errback of.
 ERRBACK_STATES = ("Crashed", "Cancelled", INVALID_PARAMETERS)
 STORE_EXPIRY_DAYS = {"persistent": 0, "volatile": 7}
@@ -107,12 +106,13 @@ async def _deploy(client: PrefectClient, flow: Flow, settings: Settings, **extra
 
 
 async def register_deployments(client: PrefectClient, settings: Settings) -> None:
-    """One deployment per task, named after the task, the errback sender and the hourly
-    file expiry."""
+    """One deployment per task, named after the task, the errback sender, the crash
+    recovery and the hourly file expiry."""
     await ensure_work_pool(client, settings)
     for spec in DEPLOYED:
         await _deploy(client, spec.flow, settings, tags=[spec.name])
     await _deploy(client, send_errback, settings)
+    await _deploy(client, recover_run, settings)
     await _deploy(
         client,
         expire_files,
@@ -137,14 +137,14 @@ async def ensure_automation(client: PrefectClient, automation: AutomationCore) -
     await client.create_automation(automation)
 
 
-def crash_automation(settings: Settings) -> AutomationCore:
+def crash_automation(settings: Settings, recovery_deployment: UUID) -> AutomationCore:
     """A running task whose heartbeats stop for ``heartbeat_timeout`` (its worker died),
-    or that never sent one after it started, is marked Crashed, so its client gets an
-    ``error`` status instead of waiting forever."""
+    or that never sent one after it started, is handed to the ``recover-run`` deployment:
+    run again, or marked Crashed, so its client never waits forever."""
     final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
     return AutomationCore(
         name=CRASH_AUTOMATION,
-        description="Marks flow runs Crashed when their heartbeats stop.",
+        description="Runs again (or marks Crashed) flow runs whose heartbeats stop.",
         trigger=EventTrigger(
             after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *final},
@@ -155,10 +155,10 @@ def crash_automation(settings: Settings) -> AutomationCore:
             within=timedelta(seconds=settings.heartbeat_timeout),
         ),
         actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED,
-                message="the worker running this task stopped responding"
-                f" (no heartbeat for {settings.heartbeat_timeout:g} s)",
+            RunDeployment(
+                source="selected",
+                deployment_id=recovery_deployment,
+                parameters={"flow_run_id": "{{ event.resource.id | replace('prefect.flow-run.', '') }}"},
             )
         ],
     )
@@ -194,6 +194,7 @@ def errback_automation(errback_deployment: UUID) -> AutomationCore:
 async def register_all(client: PrefectClient, settings: Settings) -> None:
     await register_blocks(settings)
     await register_deployments(client, settings)
-    await ensure_automation(client, crash_automation(settings))
+    recovery = await client.read_deployment_by_name(f"{recover_run.name}/{recover_run.name}")
+    await ensure_automation(client, crash_automation(settings, recovery.id))
     errback = await client.read_deployment_by_name(f"{send_errback.name}/{send_errback.name}")
     await ensure_automation(client, errback_automation(errback.id))

@@ -10,12 +10,11 @@ import time
 
 import httpx
 
-from deployments.register import HEARTBEAT_SECONDS
 from flows.settings import Settings
 
 
-def api_url_for(port: int) -> str:
-    return f"http://127.0.0.1:{port}/api"
+def api_url_for(port: int, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{port}/api"
 
 
 def is_healthy(api_url: str) -> bool:
@@ -38,16 +37,16 @@ def wait_until(check, what: str, timeout: float, *processes: subprocess.Popen) -
         time.sleep(0.2)
 
 
-def prefect_env(settings: Settings, api_url: str) -> dict[str, str]:
-    """Environment for every process of the service."""
+def prefect_env(settings: Settings, client: dict[str, str]) -> dict[str, str]:
+    """Environment for every process of the service; ``client``: its Prefect API
+    settings (``PREFECT_API_URL``, with the scale tier ``PREFECT_API_AUTH_STRING``)."""
     env = dict(os.environ)
     env.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
-    env["PREFECT_API_URL"] = api_url
+    env.update(client)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     # A 503 that outlasts the embedded server's own retries (prefect_server.py) is retried
     # by the client too, rather than failing a run's state change.
     env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "60")
-    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     env["DRAGONFLOW_HOME"] = str(settings.home)
     env["DRAGONFLOW_PUBLIC_URL"] = settings.public_url
@@ -57,7 +56,7 @@ def prefect_env(settings: Settings, api_url: str) -> dict[str, str]:
 def start_server(settings: Settings, port: int) -> subprocess.Popen:
     """Start a SQLite Prefect server on 127.0.0.1:``port`` and wait until it answers."""
     api_url = api_url_for(port)
-    env = prefect_env(settings, api_url)
+    env = prefect_env(settings, {"PREFECT_API_URL": api_url})
     env["PREFECT_UI_API_URL"] = api_url
     (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(

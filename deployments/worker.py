@@ -46,6 +46,7 @@ from prefect import Flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import WorkerFlowRunResponse
 from prefect.context import AsyncClientContext, FlowRunContext
+from prefect.events import emit_event
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.filesystems import LocalFileSystem
@@ -62,12 +63,15 @@ from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker
 from deployments.prefect_server import require_prefect
 from deployments.register import RESULTS_BLOCK, RESULTS_BLOCK_NAME, WORKER_TYPE
 from deployments.suspension import shared_suspension_observer
+from flows.recovery import RECOVERED
 from flows.settings import get_settings
 
 logger = logging.getLogger("dragonflow.worker")
 # Imported in a background thread when a worker starts, so the first run of a task does
 # not pay for them (librosa.beat compiles its numba functions at import: 5-15 s).
 WARM_IMPORTS = ("flows.registry", "librosa.beat")
+# Names of the Scheduled states that make a run ready for a worker: new, retried, recovered.
+PICKUP_STATES = ("Scheduled", "AwaitingRetry", RECOVERED)
 DEFAULT_PICKUP = 10  # runs asked for at once by a worker without a limit
 SCHEDULED_RUNS = TypeAdapter(list[WorkerFlowRunResponse])
 
@@ -200,10 +204,20 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
             self._logger.info("cancelling flow run %s", flow_run_id)
             body.cancel()
 
+    async def beat(self, every: float) -> None:
+        """Send a heartbeat event for each run this worker holds every ``every`` seconds:
+        the crash automation takes a run whose beats stop for ``heartbeat_timeout`` as
+        orphaned (Prefect's own run heartbeats cannot beat faster than every 30 s)."""
+        while True:
+            for run_id in list(self._submitting_flow_run_ids):
+                emit_event(event="prefect.flow-run.heartbeat",
+                           resource={"prefect.resource.id": f"prefect.flow-run.{run_id}"})
+            await asyncio.sleep(every)
+
     async def listen_for_scheduled_runs(self) -> None:
         """Wake the pickup loop whenever Prefect says a run was scheduled (or awaits a retry)."""
         scheduled = EventFilter(
-            event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+            event=EventNameFilter(name=[f"prefect.flow-run.{name}" for name in PICKUP_STATES]),
             occurred=EventOccurredFilter(since=datetime.now(timezone.utc)),
         )
         async with get_events_subscriber(filter=scheduled, reconnection_attempts=1000) as events:
@@ -258,5 +272,6 @@ async def serve_worker(name: str | None = None) -> None:
                 group.start_soon(asyncio.to_thread, warm_up)
                 group.start_soon(worker.listen_for_scheduled_runs)
                 group.start_soon(worker.pick_up_when_woken)
+                group.start_soon(worker.beat, settings.heartbeat_timeout / 3)
                 await worker.start(printer=lambda *args: print(*args, file=sys.stderr))
                 group.cancel_scope.cancel()

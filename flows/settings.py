@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     probe_timeout: float = Field(60.0, gt=0, description="Seconds ffprobe or a single-frame grab may take.")
     heartbeat_timeout: float = Field(
         300.0,
-        ge=3,
+        ge=10,
         validation_alias=AliasChoices("DRAGONFLOW_HEARTBEAT_TIMEOUT", "DRAGONFLOW_CRASH_AFTER_SECONDS"),
         description="Seconds without a heartbeat after which a running task's worker counts as dead: the task is"
         " run again (crash_retries) or ends Crashed. Workers beat every third of it. Old name:"

@@ -61,10 +61,10 @@ def test_cancelling_a_running_task_stops_it(service, callbacks):
 
 
 def test_a_killed_worker_crashes_its_runs_and_sends_their_errback(tmp_path, callbacks):
-    """SIGKILL the worker under a running task: the crash automation marks the run Crashed
-    ``heartbeat_timeout`` after its last heartbeat, ``up`` starts a new worker, and the
-    errback is sent."""
-    with LocalService(tmp_path, DRAGONFLOW_CRASH_AFTER_SECONDS="30") as local:
+    """SIGKILL the only worker under a running task, with no re-runs allowed: the crash
+    automation's recover-run marks the run Crashed ``heartbeat_timeout`` after its last
+    heartbeat, ``up`` starts a new worker, and the errback is sent."""
+    with LocalService(tmp_path, DRAGONFLOW_HEARTBEAT_TIMEOUT="10", DRAGONFLOW_CRASH_RETRIES="0") as local:
         service = Service(local)
         task = {"task_name": "hello", "name": "doomed", "delay": 60, "url_errback": callbacks.url("/crashed")}
         key = service.create(task).json()[0]["key"]
@@ -73,7 +73,7 @@ def test_a_killed_worker_crashes_its_runs_and_sends_their_errback(tmp_path, call
         start = time.monotonic()
         wait_for(lambda: run_state(service, key).type == StateType.CRASHED, 45, "Crashed")
         status = status_of(service, key)
-        assert status["status"] == "error" and "no heartbeat for 30 s" in status["error"]
+        assert status["status"] == "error" and "no heartbeat for 10 s" in status["error"]
         received = callbacks.wait("/crashed", timeout=60 - (time.monotonic() - start))
         assert received["status"] == "error" and received["error"] == status["error"]
         assert no_second(callbacks, "/crashed")

@@ -46,11 +46,12 @@ async def test_automations_follow_the_settings(service):
             errback = await client.read_automations_by_name(ERRBACK_AUTOMATION)
             assert len(errback) == 1 and errback[0].trigger.posture.value == "Reactive"
             [before] = await client.read_automations_by_name(CRASH_AUTOMATION)
-            await ensure_automation(client, crash_automation(settings))
+            recovery = before.actions[0].deployment_id
+            await ensure_automation(client, crash_automation(settings, recovery))
             assert [a.id for a in await client.read_automations_by_name(CRASH_AUTOMATION)] == [before.id]
             try:
-                await ensure_automation(client, crash_automation(Settings(heartbeat_timeout=45)))
+                await ensure_automation(client, crash_automation(Settings(heartbeat_timeout=45), recovery))
                 [changed] = await client.read_automations_by_name(CRASH_AUTOMATION)
                 assert changed.id != before.id and changed.trigger.within.total_seconds() == 45
             finally:
-                await ensure_automation(client, crash_automation(settings))
+                await ensure_automation(client, crash_automation(settings, recovery))

@@ -217,7 +217,8 @@ def test_cli_run_prints_status(service):
 
 
 def test_crash_automation_registered(service):
-    """A task whose worker dies is marked Crashed by a Prefect automation on missed heartbeats."""
+    """A task whose worker dies is handed to the recover-run deployment by a Prefect
+    automation on missed heartbeats."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -226,12 +227,13 @@ def test_crash_automation_registered(service):
     with temporary_settings({PREFECT_API_URL: service.prefect_api}):
         with get_client(sync_client=True) as client:
             automations = client.read_automations_by_name(CRASH_AUTOMATION)
+            recovery = client.read_deployment_by_name("recover-run/recover-run")
     assert len(automations) == 1
     automation = automations[0]
     assert automation.enabled
     assert automation.trigger.posture.value == "Proactive"
     assert "prefect.flow-run.heartbeat" in automation.trigger.after
-    assert automation.actions[0].state.value == "CRASHED"
+    assert automation.actions[0].type == "run-deployment" and automation.actions[0].deployment_id == recovery.id
 
 
 PIPELINE = """

@@ -1,0 +1,48 @@
+"""``recover-run``: what happens to a task whose worker died (killed, out of memory, or
+taken down by its own input).
+
+A Prefect automation (``deployments/register.py``) runs this flow's deployment when a
+running task's heartbeats stop for ``heartbeat_timeout`` seconds. The task is scheduled
+again for any worker (``AwaitingRetry``) up to ``crash_retries`` times; after that it ends
+Crashed with a message saying so, and its errback is sent by the errback automation. A
+run that ended meanwhile (its worker was only slow) is left alone.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.states import AwaitingRetry, Crashed
+
+from flows.settings import get_settings
+
+RECOVERY_FLOW = "recover-run"
+RECOVERED = "Recovered"  # the name of the Scheduled state a recovered run is given
+
+
+@flow(name=RECOVERY_FLOW, flow_run_name="recover {flow_run_id}", persist_result=False)
+async def recover_run(flow_run_id: UUID) -> str:
+    """Run the task again, or end it Crashed once its worker died ``crash_retries`` + 1 times."""
+    settings = get_settings()
+    logger = get_run_logger()
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run_id)
+        if run.state is None or run.state.is_final() or run.state.is_scheduled():
+            logger.info("%s is %s: nothing to recover", run.name, run.state.name if run.state else "stateless")
+            return "left alone"
+        history = await client.read_flow_run_states(flow_run_id)
+        deaths = 1 + sum(1 for state in history if state.name == RECOVERED)
+        silent = f"no heartbeat for {settings.heartbeat_timeout:g} s"
+        if deaths <= settings.crash_retries:
+            message = f"the worker running this task stopped ({silent}): running it again ({deaths} of {settings.crash_retries})"
+            state = AwaitingRetry(message=message)
+            state.name = RECOVERED
+        else:
+            times = "" if deaths == 1 else f", {deaths} times"
+            message = f"the worker running this task stopped responding ({silent}{times})"
+            state = Crashed(message=message)
+        await client.set_flow_run_state(flow_run_id, state, force=True)
+        logger.info("%s: %s", run.name, message)
+        return state.name
