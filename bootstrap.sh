@@ -13,6 +13,7 @@ debian_packages() {
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
   command -v npm >/dev/null || missing+=(nodejs npm)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2

@@ -5,7 +5,8 @@ is a block document an operator can also edit in the Prefect UI, and the API nev
 
 Every storage talks through an fsspec filesystem (s3fs, gcsfs, adlfs, fsspec's FTP, sshfs) and
 offers the same operations: ``put`` (an ``OutputStore``: uploads, returns the stored path),
-``get`` (downloads, for ``source_type: storage`` inputs), ``check`` (list, write and delete a
+``get`` (downloads, for ``source_type: storage`` inputs), ``head`` (a file's info and first
+bytes: the API's input check), ``check`` (list, write and delete a
 probe object), ``public_view`` (the storage as the API shows it, secrets masked) and the API's
 JSON in (``RegisteredStorage.from_api``, ``update_from_api``). Blocking filesystem calls run in
 threads; the event loop never waits on a server.
@@ -289,6 +290,22 @@ class RegisteredStorage(Block):
         when there is no such file)."""
         await asyncio.to_thread(functools.partial(self._run, missing=True), f"download of {self.stored_path(relative)}",
                                 self._download, self.object_path(relative), Path(target))
+
+    @staticmethod
+    def _head(fs: fsspec.AbstractFileSystem, path: str, size: int) -> tuple[dict[str, Any], bytes]:
+        info = fs.info(path)
+        length = min(size, info.get("size") or 0)
+        if info.get("type") == "directory" or not length:
+            return info, b""
+        return info, fs.cat_file(path, start=0, end=length)
+
+    async def head(self, relative: str, size: int) -> tuple[dict[str, Any], bytes]:
+        """(fsspec ``info``, first ``size`` bytes) of storage path ``relative``; no bytes for a
+        directory or an empty file. FileNotFoundError when nothing is there, ValueError for a
+        path with backslashes, StorageUnavailable when the server fails."""
+        target = self.object_path(relative)
+        return await asyncio.to_thread(functools.partial(self._run, missing=True),
+                                       f"read of {self.stored_path(relative)}", self._head, target, size)
 
     def _check(self, fs: fsspec.AbstractFileSystem) -> None:
         base = self._base()

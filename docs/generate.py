@@ -152,6 +152,7 @@ def generated() -> dict[Path, str]:
     readme = ROOT / "README.md"
     files[readme] = replace_block(text_of(readme), "<!-- tasks", "<!-- /tasks -->", readme_table(), None)
     files[readme] = replace_block(files[readme], "<!-- settings", "<!-- /settings -->", settings_table(), None)
+    files[readme] = replace_block(files[readme], "<!-- ladder", "<!-- /ladder -->", ladder_table(), None)
     vimqu = ROOT / "docs" / "vimqu.md"
     files[vimqu] = replace_block(text_of(vimqu), "<!-- ladder", "<!-- /ladder -->", ladder_table(), None)
     for spec in TASKS.values():

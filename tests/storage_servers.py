@@ -10,6 +10,8 @@ per test session. A server that cannot start raises: the tests that need it erro
 never skipped.
 
 Every details object has ``storage(name)``: the body of ``POST /api/storages`` for it.
+Each also has ``filesystem()``: an fsspec filesystem on the server's files (not through our
+storage blocks) and the root of storage paths on it, to check what a task uploaded.
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ class S3Server:
                 "endpoint_url": self.endpoint_url, "access_key_id": self.access_key_id,
                 "secret_access_key": self.secret_access_key, **overrides}
 
+    def filesystem(self) -> tuple[Any, str]:
+        """s3fs on the server, and the bucket (where storage paths start)."""
+        import fsspec
+
+        return fsspec.filesystem("s3", key=self.access_key_id, secret=self.secret_access_key,
+                                 endpoint_url=self.endpoint_url, client_kwargs={"region_name": self.region},
+                                 skip_instance_cache=True, use_listings_cache=False), self.bucket
+
 
 @contextlib.contextmanager
 def moto_s3(bucket: str = "vimqu-s3") -> Iterator[S3Server]:
@@ -108,6 +118,13 @@ class GCSServer:
     def storage(self, name: str = "gcs emulator", **overrides: Any) -> dict:
         return {"name": name, "driver": "gcs", "bucket": self.bucket, "endpoint_url": self.endpoint_url,
                 **overrides}
+
+    def filesystem(self) -> tuple[Any, str]:
+        """gcsfs (its JSON API core) on the emulator, and the bucket."""
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(endpoint_url=self.endpoint_url, token="anon", project="test",
+                             skip_instance_cache=True, use_listings_cache=False), self.bucket
 
 
 @contextlib.contextmanager
@@ -143,6 +160,13 @@ class AzureServer:
     def storage(self, name: str = "azurite", **overrides: Any) -> dict:
         return {"name": name, "driver": "azure", "container": self.container, "account_name": self.account_name,
                 "account_key": self.account_key, "endpoint_url": self.endpoint_url, **overrides}
+
+    def filesystem(self) -> tuple[Any, str]:
+        """adlfs on Azurite, and the container."""
+        import fsspec
+
+        return fsspec.filesystem("abfs", connection_string=self.connection_string, skip_instance_cache=True,
+                                 use_listings_cache=False), self.container
 
 
 def azurite_command() -> str:
@@ -205,6 +229,12 @@ class FTPServer:
     def storage(self, name: str = "ftp server", **overrides: Any) -> dict:
         return {"name": name, "driver": "ftp", "host": self.host, "port": self.port, "username": self.username,
                 "password": self.password, "root": "/", **overrides}
+
+    def filesystem(self) -> tuple[Any, str]:
+        """The server's home directory, on this machine."""
+        import fsspec
+
+        return fsspec.filesystem("file"), str(self.root)
 
 
 def _self_signed_certificate(directory: Path) -> Path:
@@ -287,6 +317,12 @@ class SFTPServer:
     def storage(self, name: str = "sftp server", **overrides: Any) -> dict:
         return {"name": name, "driver": "sftp", "host": self.host, "port": self.port, "username": self.username,
                 "password": self.password, "root": "/", **overrides}
+
+    def filesystem(self) -> tuple[Any, str]:
+        """The server's chroot, on this machine."""
+        import fsspec
+
+        return fsspec.filesystem("file"), str(self.root)
 
 
 @contextlib.contextmanager

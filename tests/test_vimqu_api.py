@@ -209,7 +209,7 @@ def test_create_answers_201_with_the_result_object_and_the_run_has_the_contract_
              "type_specific_config": {"variants": ["240p"]}, "reference_id": None, "id": second["id"],
              "storage": second["storage"]},
         ],
-        "webhook_url": None}}
+        "webhook_url": None, "webhook_per_output": False}}
     assert {"task:vimqu.task", f"account:{alice.name}", "surface:vimqu"} <= set(run.tags)
 
     read = alice.get(f"/api/task/{data['id']}")

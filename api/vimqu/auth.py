@@ -42,6 +42,6 @@ async def current_account(request: Request) -> AccountBlock:
         raise unauthenticated()
     if account.suspended:
         raise forbidden(account.suspended_message or SUSPENDED)
-    request.app.state.vimqu_limiter.hit(token)
+    await request.app.state.vimqu_limiter.hit(token)
     request.state.vimqu_token = token
     return account

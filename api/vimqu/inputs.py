@@ -13,7 +13,6 @@ and the reason.
 from __future__ import annotations
 
 import asyncio
-import functools
 import posixpath
 from urllib.parse import urljoin
 
@@ -104,24 +103,13 @@ async def check_url_input(url: str) -> None:
                        f"{', empty' if not head else ''})")
 
 
-def _probe(fs, path: str) -> tuple[dict, bytes]:
-    info = fs.info(path)
-    if info.get("type") == "directory":
-        return info, b""
-    size = info.get("size") or 0
-    head = fs.cat_file(path, start=0, end=min(HEAD_BYTES, size)) if size else b""
-    return info, head
-
-
 async def check_storage_input(storage: RegisteredStorage, path: str) -> None:
     """InputProblem unless ``path`` is a media file on ``storage``, found in time."""
     timeout = get_settings().vimqu_input_timeout
     shown = storage.stored_path(path)
     try:
-        target = storage.object_path(path)
         async with asyncio.timeout(timeout):
-            info, head = await asyncio.to_thread(
-                functools.partial(storage._run, missing=True), f"check of input {shown}", _probe, target)
+            info, head = await storage.head(path, HEAD_BYTES)
     except ValueError as exc:
         raise InputProblem(str(exc)) from None
     except TimeoutError:

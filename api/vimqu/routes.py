@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import date, datetime, time as day_time, timedelta, timezone
 from typing import Any
@@ -36,6 +35,7 @@ from pydantic import ValidationError
 
 from api.tasks import Planned, prefect_idempotency_key
 from api.vimqu.auth import current_account
+from api.vimqu.body import read_json
 from api.vimqu.errors import VimquError, bad_request, invalid, not_found, payment_required
 from api.vimqu.inputs import InputProblem, check_storage_input, check_url_input
 from api.vimqu.limits import CREDITS_TAG, SURFACE, estimate
@@ -60,15 +60,6 @@ STATE_TYPES = {  # the Prefect states a status can come from (the renderer decid
     "canceled": [StateType.CANCELLED],
     "failed": [StateType.FAILED, StateType.CRASHED, StateType.COMPLETED],
 }
-
-
-async def read_json(request: Request) -> Any:
-    """The JSON body (whatever the Content-Type says), or 400."""
-    raw = await request.body()
-    try:
-        return json.loads(raw) if raw.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"Bad Request: the request body is not valid JSON ({exc})") from None
 
 
 def field_errors(exc: ValidationError) -> dict[str, list[str]]:
@@ -103,7 +94,8 @@ async def task_parameters(body: Any, account: AccountBlock) -> tuple[dict[str, A
     if not isinstance(body, dict):
         raise bad_request("Bad Request: the request body must be a JSON object with input and outputs")
     outputs = body.get("outputs")
-    params: dict[str, Any] = {"input": body.get("input"), "outputs": outputs, "webhook_url": body.get("webhook_url")}
+    params: dict[str, Any] = {"input": body.get("input"), "outputs": outputs, "webhook_url": body.get("webhook_url"),
+                              "webhook_per_output": body.get("webhook_per_output", False)}
     errors: dict[str, list[str]] = {}
     if params["input"] is None:
         errors["input"] = ["The input field is required."]
@@ -313,7 +305,7 @@ async def profile(request: Request, account: AccountBlock = Depends(current_acco
         "account": account.name,
         "status": "active",
         "credits": await request.app.state.vimqu_credits.left(account),
-        "rate_limit": {"per_minute": limiter.per_minute, "remaining": limiter.remaining(request.state.vimqu_token)},
+        "rate_limit": {"per_minute": limiter.per_minute, "remaining": await limiter.remaining(request.state.vimqu_token)},
         "webhook_url": account.webhook_url,
         "webhook_signing": account.webhook_secret is not None,
     }}

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from api.vimqu.auth import current_account
 from api.vimqu.errors import invalid, not_found, scrub
-from api.vimqu.routes import read_json
+from api.vimqu.body import read_json
 from blocks.account import AccountBlock
 from blocks.registered import (
     RegisteredStorage, StorageFieldError, StorageNotFound, StorageUnavailable, delete_registered, list_registered,

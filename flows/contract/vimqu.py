@@ -7,7 +7,7 @@ A VimQu task is one flow run (its id is the task id) whose parameters are
      "outputs": [{"id": UUID, "storage_id": ID, "storage": {"id", "name", "driver"},
                   "target_path": STR, "type": "thumbnail" | "video" | "hls" | "dash",
                   "type_specific_config": {...}, "reference_id": ANY}],
-     "webhook_url": URL | None}
+     "webhook_url": URL | None, "webhook_per_output": BOOL}
 
 (the API snapshots each storage's id, name and driver at creation). The flow reports each
 output as it ends in its result artifact (partial while running, final at the end)::

@@ -36,7 +36,8 @@ with a sprite of a 20 s 720p30 clip, engine wall time one after the other 35.2 s
 beyond two there is no gain, only more memory.
 
 The run is named by the task id (its UUID, what VimQu clients see); the webhook goes through
-``flows.steps.notify.send_status`` to ``webhook_url``.
+``flows.steps.notify.send_status`` to ``webhook_url`` (and the account's) when the task ends,
+and, with ``webhook_per_output``, as each output's result is published (before the final one).
 """
 
 import asyncio
@@ -54,7 +55,9 @@ from uuid import uuid4
 
 from prefect import flow, get_run_logger, runtime
 from prefect.states import Completed, Failed, State
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationInfo, field_validator, model_validator,
+)
 from pydantic_core import PydanticCustomError, ValidationError
 
 from blocks.registered import RegisteredStorage, StorageUnavailable, lookup_registered
@@ -68,7 +71,7 @@ from flows.outputs.thumbnails import make_thumbnails
 from flows.outputs.video import encode_output
 from flows.runtime import LOCAL_ACCOUNT, current_run, publish_partial, report_progress, run_in_scope
 from flows.steps.fetch import fetch
-from flows.steps.notify import send_status
+from flows.steps.notify import send_status, send_webhooks
 from flows.steps.step import step, step_log
 from flows.steps.tools.probe import MediaProbe, probe_input
 
@@ -226,6 +229,8 @@ class VimquTaskParams(_Model):
     input: TaskInput = Field(description="The input file.")
     outputs: list[TaskOutput] = Field(min_length=1, max_length=MAX_OUTPUTS, description="What to make of it.")
     webhook_url: str | None = Field(None, description="Also POSTed the task's result object when it ends.")
+    webhook_per_output: StrictBool = Field(
+        False, description="Also POST the result object to the webhooks each time an output ends (with output_id).")
 
     @field_validator("webhook_url")
     @classmethod
@@ -531,6 +536,9 @@ async def _one_output(job: TaskJob, output: TaskOutput) -> None:
             await publish_partial(job.result())
         except Exception as exc:  # noqa: BLE001 - the final result is recorded anyway
             step_log("partial result not published: %s", exc, level=logging.WARNING)
+            return
+    if job.params.webhook_per_output:
+        await send_webhooks(runtime.flow_run.id, output_id=output.id)
 
 
 @vimqu_flow(TASK_NAME)

@@ -3,7 +3,9 @@
 - Stupeflix tasks: ``send_status`` POSTs the status JSON (the shape of the surface the task
   was created on) to ``url_callback`` / ``url_errback``.
 - VimQu tasks: ``send_webhooks`` POSTs ``{"data": <Common Task Result Object>}`` to the
-  task's own ``webhook_url`` and to the account's ``webhook_url``.
+  task's own ``webhook_url`` and to the account's ``webhook_url`` when the task ends; a task
+  created with ``webhook_per_output: true`` also sends, each time one of its outputs ends,
+  ``{"output_id": ID, "data": ...}`` (the object at that moment, status ``processing``).
 
 Each delivery is a Prefect task named ``<kind> <host>`` (``callback``, ``errback``,
 ``webhook``), retried by Prefect with exponential backoff: ``callback_attempts`` tries in
@@ -269,9 +271,10 @@ async def webhook_targets(view: RunView) -> list[str]:
     return list(dict.fromkeys(url for url in targets if isinstance(url, str) and url))
 
 
-async def send_webhooks(flow_run_id: UUID | str, state: State | None = None) -> None:
+async def send_webhooks(flow_run_id: UUID | str, state: State | None = None, output_id: str | None = None) -> None:
     """Send a VimQu task's Common Task Result Object (``{"data": ...}``) to its webhooks, one
-    ``webhook <host>`` task run each (one message id per notification, kept by its retries).
+    ``webhook <host>`` task run each (one message id per notification, kept by its retries);
+    with ``output_id``, the body names the output that just ended (``{"output_id", "data"}``).
     Failures are logged, never raised."""
     try:
         view = await ending_view(flow_run_id, state)
@@ -281,6 +284,8 @@ async def send_webhooks(flow_run_id: UUID | str, state: State | None = None) -> 
         return
     if targets:
         body, account = body_of(view), account_of(view.run)
+        if output_id is not None:
+            body = {"output_id": output_id, **body}
         await asyncio.gather(*(send(WEBHOOK, url, body, account, new_message_id(), return_state=True)
                                for url in targets))
 
