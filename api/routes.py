@@ -53,6 +53,24 @@ def create_request_schemas() -> dict[str, Any]:
     return schema["$defs"]
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects in a request body (deeper ones fail to serialise
+further down: pydantic's and Python's recursion limits)."""
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value``'s lists and dicts nest (a scalar: 0), without recursion."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:  # no need to walk further than the limit
+                level.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 async def read_body(request: Request) -> dict[str, Any]:
     """The JSON body whatever the Content-Type says (clients send text/plain or none)."""
     raw = await request.body()
@@ -62,6 +80,13 @@ async def read_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad_request("body", f"the request body is not valid JSON: {exc}")
+    except RecursionError:  # far deeper than the limit
+        body = None
+        depth = MAX_JSON_DEPTH + 1
+    else:
+        depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise bad_request("body", f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(body, dict):
         raise bad_request("body", "the request body must be a JSON object")
     return body

@@ -28,12 +28,13 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_UI_URL
+from prefect.settings import PREFECT_UI_URL, get_current_settings
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, Cancelling, Failed
 from pydantic import ValidationError
 
 from api.errors import bad_request, unauthorized
+from flows.settings import get_settings
 from flows.contract import secrets
 from flows.contract.keys import key_for, run_id_for
 from flows.contract.runs import (
@@ -55,6 +56,12 @@ V1_STORE = {"type": "volatile"}
 _ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for echoing client input in an error."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def check_definitions(tasks: Any) -> list[dict[str, Any]]:
     """``tasks`` as a list of task definitions (one object is accepted too), or 400."""
     if tasks is None:
@@ -62,14 +69,36 @@ def check_definitions(tasks: Any) -> list[dict[str, Any]]:
     definitions = tasks if isinstance(tasks, list) else [tasks]
     if not definitions:
         raise bad_request("tasks", "tasks is empty")
+    limit = get_settings().api_max_tasks_per_create  # 10,000 would hold every client's create for minutes
+    if len(definitions) > limit:
+        raise bad_request("tasks", f"{len(definitions)} tasks in one request, over the limit of"
+                                   f" {limit} (DRAGONFLOW_API_MAX_TASKS_PER_CREATE): send them in several requests")
     for index, definition in enumerate(definitions):
         if not isinstance(definition, dict):
             raise bad_request(f"tasks.{index}", "a task definition must be a JSON object")
         name = definition.get("task_name")
-        if name not in TASKS:
+        if not isinstance(name, str) or name not in TASKS:
             known = ", ".join(sorted(TASKS))
-            raise bad_request(f"tasks.{index}.task_name", f"unknown task_name {name!r}; known tasks: {known}")
+            raise bad_request(f"tasks.{index}.task_name", f"unknown task_name {shown(name)}; known tasks: {known}")
     return definitions
+
+
+def check_parameter_size(plans: list[Planned]) -> None:
+    """400 naming the first task whose run parameters Prefect would refuse as too large
+    (its ``PREFECT_SERVER_API_MAX_PARAMETER_SIZE``), and its longest value."""
+    limit = get_current_settings().server.api.max_parameter_size
+    if limit <= 0:
+        return
+    for index, plan in enumerate(plans):
+        parameters = plan.parameters or {"params": plan.raw}
+        size = len(json.dumps(parameters, separators=(",", ":"), default=str).encode())
+        if size > limit:
+            field, value = max(plan.raw.items(), key=lambda item: len(json.dumps(item[1], default=str)))
+            raise bad_request(
+                f"tasks.{index}",
+                f"the task's parameters are {size} bytes once serialized, over the limit of {limit} bytes"
+                f" (largest: {field}, {len(json.dumps(value, default=str))} bytes)",
+            )
 
 
 def with_version_defaults(definition: dict[str, Any], version: str) -> dict[str, Any]:
@@ -199,6 +228,7 @@ class TaskService:
         """Queue one task in ``state`` (default Scheduled; ``dragonflow run`` claims its run
         with Pending); invalid parameters give a run that is already ``error``."""
         plan = self.plan(definition, account, "v2")
+        check_parameter_size([plan])
         deployment_id = await self.deployment_id(plan.task_name)
         if plan.error is not None:
             return await self._create_invalid(deployment_id, plan, account)
@@ -317,6 +347,7 @@ class TaskService:
             self.plan(d, account.name, version, prefect_idempotency_key(account.name, idempotency_key, i))
             for i, d in enumerate(definitions)
         ]
+        check_parameter_size(plans)
         ids, _ = await self.create_planned(plans, account)
         return ids
 

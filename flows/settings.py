@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     )
     step_tasks: bool = Field(True, description="Run each step of a task as a Prefect task (seen in the UI's run page).")
     worker_limit: int = Field(8, description="Flow runs one warm worker runs at once.")
+    api_max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body the API reads, in bytes (larger: 413, unread)."
+    )
+    api_max_tasks_per_create: int = Field(1000, ge=1, description="Most tasks one create request may hold (more: 400).")
     api_port: int = Field(8000, description="Port of the REST API started by `dragonflow up` / `dragonflow api`.")
     prefect_port: int = Field(4200, description="Port of the SQLite Prefect server the CLI starts when none is configured.")
     worker_poll_seconds: float = Field(

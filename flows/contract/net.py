@@ -35,7 +35,13 @@ def tls_context() -> ssl.SSLContext:
 
 
 def is_internal(ip: IPAddress) -> bool:
-    """True for any address that is not a plain public unicast address."""
+    """True for any address that is not a plain public unicast address, and for an IPv6
+    address that embeds such an IPv4 address (IPv4-mapped ``::ffff:127.0.0.1``, 6to4
+    ``2002:7f00:1::``: a 6to4 relay would carry the request to the embedded address)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None and is_internal(embedded):
+            return True
     return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
             or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 

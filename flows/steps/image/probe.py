@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,32 @@ class ImageProbe:
         return None if self.exif_orientation is None else _ROTATION.get(self.exif_orientation)
 
 
+# Pillow refuses images over twice its MAX_IMAGE_PIXELS inside Image.open, before our own
+# check: keep that backstop, but never below the limit of the settings (which may be raised).
+Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, get_settings().max_image_pixels)
+
+
+def _over_limit(width: int, height: int, limit: int) -> TaskError:
+    return TaskError(f"image is {width}×{height} = {width * height} pixels, over the limit of {limit}"
+                     " (DRAGONFLOW_MAX_IMAGE_PIXELS); refused before decoding")
+
+
+def _webp_canvas(head: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP file header declares (libwebp allocates the whole canvas as
+    soon as Pillow opens the file, so it is checked first); None for any other file."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WEBP" or len(head) < 30:
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    return None
+
+
 def open_image(path: Path, *, max_pixels: int | None = None) -> ImageFile.ImageFile:
     """Open ``path`` lazily (header only), refusing it before any decode if it has too many pixels.
 
@@ -52,10 +79,23 @@ def open_image(path: Path, *, max_pixels: int | None = None) -> ImageFile.ImageF
     """
     limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
     try:
+        with open(path, "rb") as file:
+            canvas = _webp_canvas(file.read(30))
+    except FileNotFoundError:
+        raise
+    except OSError:
+        canvas = None  # Image.open says what is wrong
+    if canvas and canvas[0] * canvas[1] > limit:
+        raise _over_limit(*canvas, limit)
+    try:
         img = Image.open(path)
     except FileNotFoundError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        if pixels and int(pixels[1]) > limit:
+            raise TaskError(f"image has {pixels[1]} pixels, over the limit of {limit}"
+                            " (DRAGONFLOW_MAX_IMAGE_PIXELS); refused before decoding") from exc
         raise TaskError(f"image refused as a possible decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise TaskError("not a readable image: unknown or unsupported format") from exc
@@ -64,9 +104,7 @@ def open_image(path: Path, *, max_pixels: int | None = None) -> ImageFile.ImageF
     width, height = img.size
     if width * height > limit:
         img.close()
-        raise TaskError(
-            f"image is {width}×{height} = {width * height} pixels, over the limit of {limit}"
-        )
+        raise _over_limit(width, height, limit)
     return img
 
 
