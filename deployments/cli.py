@@ -21,6 +21,9 @@ from deployments.server import api_url_for, is_healthy, prefect_env, start_serve
 from deployments.supervise import Supervisor
 from flows.settings import Settings, get_settings
 
+# Our API answers 503 soon when Prefect is down instead of retrying for minutes (the
+# workers' engines keep Prefect's long retries: they must not lose a run's state change).
+API_CLIENT_RETRIES = "1"
 app = typer.Typer(help="dragonflow: the Stupeflix Tasks API on Prefect 3.", no_args_is_help=True)
 account_app = typer.Typer(help="Manage API accounts (stored as Prefect blocks).", no_args_is_help=True)
 app.add_typer(account_app, name="account")
@@ -89,7 +92,7 @@ def up(
             env = prefect_env(settings, clients[number % len(clients)])
             name = f"warm-{socket.gethostname()}-{port}-{number}"
             supervisor.add(f"worker {number}", functools.partial(subprocess.Popen, [*command, "worker", "--name", name], env=env))
-        env = prefect_env(settings, clients[0])
+        env = {**prefect_env(settings, clients[0]), "PREFECT_CLIENT_MAX_RETRIES": API_CLIENT_RETRIES}
         supervisor.add("api", functools.partial(subprocess.Popen, [*command, "api", "--port", str(port)], env=env))
         wait_until(lambda: _answers_200(f"http://127.0.0.1:{port}/healthz"), "dragonflow API", 120, *supervisor.processes)
         typer.echo(json.dumps({

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -63,10 +64,13 @@ class LocalService:
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout], daemon=True).start()
         line = ""
+        deadline = time.monotonic() + 240
         while not line.startswith("{"):
             try:
-                line = lines.get(timeout=180)
+                line = lines.get(timeout=1)
             except queue.Empty:
+                if self.process.poll() is None and time.monotonic() < deadline:
+                    continue
                 self.__exit__()
                 raise RuntimeError("dragonflow up did not start: " + (self.home / "up.log").read_text()[-3000:])
         info = json.loads(line)
@@ -78,16 +82,17 @@ class LocalService:
             self.env["PREFECT_API_AUTH_STRING"] = Path(info["prefect_auth_file"]).read_text().strip()
         return self
 
-    def children(self, *args: str) -> list[int]:
-        """Process ids of ``up``'s children whose command line holds all of ``args``."""
+    def children(self, *words: str) -> list[int]:
+        """Process ids of ``up``'s children whose command line contains all of ``words``
+        (as substrings: some programs, like redis-server, rewrite theirs)."""
         pids = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
         found = []
         for pid in pids:
             try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ")
             except FileNotFoundError:  # exited meanwhile
                 continue
-            if all(arg in command for arg in args):
+            if all(word in command for word in words):
                 found.append(int(pid))
         return found
 

@@ -20,6 +20,11 @@ The SQLite patch, the warm worker and the shared suspension observer reach into 
 private internals: ``require_prefect`` refuses to apply them to any Prefect but
 ``PREFECT_PIN``.
 
+Opt-in access log, for the benchmarks: with ``DRAGONFLOW_PREFECT_ACCESS_LOG=<file>`` set,
+``AccessLog`` appends one tab-separated line per HTTP request to that file (start as epoch
+seconds, duration in seconds, method, path, status, client port); several server processes
+may share the file. Off by default.
+
 Run: ``python -m deployments.prefect_server --host 127.0.0.1 --port 4200``.
 """
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import time
 from contextlib import asynccontextmanager
@@ -48,6 +54,7 @@ FIRST_DELAY, MAX_DELAY = 0.005, 0.1
 # Waiting for its turn counts: a SQLite write takes 25-100 ms here, so 40 colliding
 # writes need ~4 s one after the other.
 BUDGET = 10.0
+ACCESS_LOG = "DRAGONFLOW_PREFECT_ACCESS_LOG"  # environment variable: the access log's file
 
 
 class ReplayOn503:
@@ -112,6 +119,32 @@ class ReplayOn503:
             if not dropped:
                 raise
         return dropped
+
+
+class AccessLog:
+    """ASGI middleware: append one line per HTTP request to ``path`` (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp, path: str):
+        self.app = app
+        self.out = open(path, "a", buffering=1)  # one write per line: lines of several processes stay whole
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.time(), 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            fields = (f"{start:.6f}", f"{time.time() - start:.6f}", scope["method"], scope["path"], status,
+                      (scope.get("client") or ("", 0))[1])
+            self.out.write("\t".join(map(str, fields)) + "\n")
 
 
 def _fresh(scope: Scope) -> Scope:
@@ -187,11 +220,13 @@ def immediate_sqlite_writes() -> None:
 
 def create_app() -> ASGIApp:
     """Prefect's server (API, UI and services) with immediate SQLite write transactions,
-    behind the replaying middleware."""
+    behind the replaying middleware (and the access log when ``ACCESS_LOG`` names a file)."""
     from prefect.server.api.server import create_app as prefect_create_app
 
     immediate_sqlite_writes()
-    return ReplayOn503(prefect_create_app(final=True))
+    app = ReplayOn503(prefect_create_app(final=True))
+    access_log = os.environ.get(ACCESS_LOG)
+    return AccessLog(app, access_log) if access_log else app
 
 
 def main() -> None:

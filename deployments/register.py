@@ -20,8 +20,8 @@ from prefect.filesystems import LocalFileSystem
 from blocks import BLOCKS
 from blocks.storage import STORE_NAMES, StorageBlock
 from deployments.maintenance import expire_files
-from flows.callbacks import send_errback
-from flows.recovery import recover_run
+from flows.callbacks import send_callback, send_errback
+from flows.recovery import BEAT, RELEASED, recover_run
 from flows.contract.runs import ERRBACK_TAG, INVALID_PARAMETERS
 from flows.registry import DEPLOYED
 from flows.settings import Settings
@@ -106,12 +106,13 @@ async def _deploy(client: PrefectClient, flow: Flow, settings: Settings, **extra
 
 
 async def register_deployments(client: PrefectClient, settings: Settings) -> None:
-    """One deployment per task, named after the task, the errback sender, the crash
-    recovery and the hourly file expiry."""
+    """One deployment per task, named after the task, the errback sender, the callback
+    retrier, the crash recovery and the hourly file expiry."""
     await ensure_work_pool(client, settings)
     for spec in DEPLOYED:
         await _deploy(client, spec.flow, settings, tags=[spec.name])
     await _deploy(client, send_errback, settings)
+    await _deploy(client, send_callback, settings)
     await _deploy(client, recover_run, settings)
     await _deploy(
         client,
@@ -146,8 +147,8 @@ def crash_automation(settings: Settings, recovery_deployment: UUID) -> Automatio
         name=CRASH_AUTOMATION,
         description="Runs again (or marks Crashed) flow runs whose heartbeats stop.",
         trigger=EventTrigger(
-            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
-            expect={"prefect.flow-run.heartbeat", *final},
+            after={"prefect.flow-run.Running", BEAT},
+            expect={BEAT, RELEASED, *final},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

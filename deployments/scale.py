@@ -18,6 +18,7 @@ root it runs as the ``postgres`` user the Debian package creates.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -49,6 +50,29 @@ def postgres_tool(name: str) -> str:
 def _as_postgres_user() -> dict[str, object]:
     """Popen arguments that run a PostgreSQL program as ``postgres`` when we are root."""
     return {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+def postgres_data_dir(home: Path) -> Path:
+    """``home/postgres``, made for PostgreSQL's user. As root, when that user cannot reach
+    ``home`` (e.g. under /root), the data lives in /var/lib/dragonflow/postgres-<hash of
+    home> instead, and ``home/postgres`` links to it."""
+    link = home / "postgres"
+    if os.geteuid() != 0:
+        link.mkdir(parents=True, exist_ok=True)
+        return link
+    user = pwd.getpwnam("postgres")
+    data = link if _reachable_by_others(home) else (
+        Path("/var/lib/dragonflow") / f"postgres-{hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]}")
+    data.mkdir(parents=True, exist_ok=True)
+    os.chown(data, user.pw_uid, user.pw_gid)
+    if data != link and not link.is_symlink():
+        link.symlink_to(data)
+    return data
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every directory down to ``path`` lets other users through."""
+    return all(os.stat(part).st_mode & 0o001 for part in [*path.resolve().parents, path.resolve()])
 
 
 def pool_settings(processes: int) -> dict[str, str]:
@@ -135,15 +159,14 @@ class PrefectTier:
         if self.settings.database_url:
             self.database_url = self.settings.database_url
             return None
-        data = self.home / "postgres"
+        data = postgres_data_dir(self.home)
         port = port or free_port()
         if not (data / "PG_VERSION").exists():
-            data.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                user = pwd.getpwnam("postgres")
-                os.chown(data, user.pw_uid, user.pw_gid)
-            subprocess.run([postgres_tool("initdb"), "-D", str(data), "-U", "prefect", "--auth=trust", "-E", "UTF8"],
-                           check=True, stdout=subprocess.DEVNULL, cwd=data, **_as_postgres_user())
+            initdb = subprocess.run(
+                [postgres_tool("initdb"), "-D", str(data), "-U", "prefect", "--auth=trust", "-E", "UTF8"],
+                capture_output=True, text=True, cwd=data, **_as_postgres_user())
+            if initdb.returncode:
+                raise RuntimeError(f"initdb {data}: {initdb.stderr.strip()}")
         self.postgres = subprocess.Popen(
             [postgres_tool("postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
              "-c", f"unix_socket_directories={data}", "-c", f"max_connections={MAX_CONNECTIONS}"],

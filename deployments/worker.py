@@ -63,7 +63,7 @@ from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker
 from deployments.prefect_server import require_prefect
 from deployments.register import RESULTS_BLOCK, RESULTS_BLOCK_NAME, WORKER_TYPE
 from deployments.suspension import shared_suspension_observer
-from flows.recovery import RECOVERED
+from flows.recovery import BEAT, RECOVERED, RELEASED
 from flows.settings import get_settings
 
 logger = logging.getLogger("dragonflow.worker")
@@ -74,6 +74,10 @@ WARM_IMPORTS = ("flows.registry", "librosa.beat")
 PICKUP_STATES = ("Scheduled", "AwaitingRetry", RECOVERED)
 DEFAULT_PICKUP = 10  # runs asked for at once by a worker without a limit
 SCHEDULED_RUNS = TypeAdapter(list[WorkerFlowRunResponse])
+
+
+def _emit(event: str, run_id: UUID) -> None:
+    emit_event(event=event, resource={"prefect.resource.id": f"prefect.flow-run.{run_id}"})
 
 
 def warm_up() -> None:
@@ -93,8 +97,11 @@ def load_entrypoint(entrypoint: str) -> Flow[..., Any]:
 
 def cancellable(flow: Flow[..., Any], bodies: dict[UUID, asyncio.Task[Any]], message: str) -> Flow[..., Any]:
     """A copy of async ``flow`` whose body runs as its own asyncio task, kept in ``bodies``
-    under the run's id while it runs: cancelling that task ends the run Cancelled."""
+    under the run's id while it runs: cancelling that task ends the run Cancelled. A sync
+    flow is returned as it is (the engine runs it; it cannot be cancelled mid-run)."""
     body = flow.fn
+    if not asyncio.iscoroutinefunction(body):
+        return flow
 
     @functools.wraps(body)
     async def run_body(*args: Any, **kwargs: Any) -> Any:
@@ -165,8 +172,9 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
 
     async def _submit_run(self, flow_run: FlowRun) -> None:
         """Claim the run (Pending) and run it here; replaces the stock subprocess launch."""
+        claimed = False
         try:
-            if await self._propose_pending_state(flow_run):
+            if claimed := await self._propose_pending_state(flow_run):
                 if self._cancelling_observer is not None:
                     self._cancelling_observer.add_in_flight_flow_run_id(flow_run.id)
                 await self.run(flow_run)
@@ -174,6 +182,8 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
             self.get_flow_run_logger(flow_run).exception("The warm worker could not run this flow run")
             await self._propose_crashed_state(flow_run, f"the worker could not run the task: {exc}")
         finally:
+            if claimed:
+                _emit(RELEASED, flow_run.id)  # after any beat of it: the same events stream
             self._release_limit_slot(flow_run.id)
             self._submitting_flow_run_ids.discard(flow_run.id)
             if self._cancelling_observer is not None:
@@ -205,13 +215,12 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
             body.cancel()
 
     async def beat(self, every: float) -> None:
-        """Send a heartbeat event for each run this worker holds every ``every`` seconds:
-        the crash automation takes a run whose beats stop for ``heartbeat_timeout`` as
-        orphaned (Prefect's own run heartbeats cannot beat faster than every 30 s)."""
+        """Send a ``BEAT`` event for each run this worker holds every ``every`` seconds: the
+        crash automation takes a run whose beats stop for ``heartbeat_timeout`` as orphaned
+        (Prefect's own run heartbeats cannot beat faster than every 30 s)."""
         while True:
             for run_id in list(self._submitting_flow_run_ids):
-                emit_event(event="prefect.flow-run.heartbeat",
-                           resource={"prefect.resource.id": f"prefect.flow-run.{run_id}"})
+                _emit(BEAT, run_id)
             await asyncio.sleep(every)
 
     async def listen_for_scheduled_runs(self) -> None:

@@ -5,20 +5,27 @@ A Prefect automation (``deployments/register.py``) runs this flow's deployment w
 running task's heartbeats stop for ``heartbeat_timeout`` seconds. The task is scheduled
 again for any worker (``AwaitingRetry``) up to ``crash_retries`` times; after that it ends
 Crashed with a message saying so, and its errback is sent by the errback automation. A
-run that ended meanwhile (its worker was only slow) is left alone.
+run that ended meanwhile, or whose heartbeats came back (the Prefect tier itself was down
+and its worker kept running it), is left alone: a task is never run twice at once.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.states import AwaitingRetry, Crashed
 
 from flows.settings import get_settings
 
 RECOVERY_FLOW = "recover-run"
+# The warm worker's events for each run it holds: a beat every heartbeat_timeout / 3 s, and
+# one when it lets the run go (sent after its last beat, on the same stream, so a late beat
+# never reopens the watch of a run that ended).
+BEAT, RELEASED = "dragonflow.flow-run.beat", "dragonflow.flow-run.released"
 RECOVERED = "Recovered"  # the name of the Scheduled state a recovered run is given
 
 
@@ -32,6 +39,9 @@ async def recover_run(flow_run_id: UUID) -> str:
         if run.state is None or run.state.is_final() or run.state.is_scheduled():
             logger.info("%s is %s: nothing to recover", run.name, run.state.name if run.state else "stateless")
             return "left alone"
+        if await _beat_lately(client, flow_run_id, settings.heartbeat_timeout):
+            logger.info("%s: its worker is beating again, left alone", run.name)
+            return "alive"
         history = await client.read_flow_run_states(flow_run_id)
         deaths = 1 + sum(1 for state in history if state.name == RECOVERED)
         silent = f"no heartbeat for {settings.heartbeat_timeout:g} s"
@@ -46,3 +56,14 @@ async def recover_run(flow_run_id: UUID) -> str:
         await client.set_flow_run_state(flow_run_id, state, force=True)
         logger.info("%s: %s", run.name, message)
         return state.name
+
+
+async def _beat_lately(client: PrefectClient, flow_run_id: UUID, seconds: float) -> bool:
+    """Whether the run's worker sent a heartbeat in the last ``seconds``."""
+    since = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    page = await client.read_events(EventFilter(
+        event=EventNameFilter(name=[BEAT]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+        occurred=EventOccurredFilter(since=since),
+    ), limit=1)
+    return bool(page.events)

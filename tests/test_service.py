@@ -232,7 +232,7 @@ def test_crash_automation_registered(service):
     automation = automations[0]
     assert automation.enabled
     assert automation.trigger.posture.value == "Proactive"
-    assert "prefect.flow-run.heartbeat" in automation.trigger.after
+    assert "dragonflow.flow-run.beat" in automation.trigger.after
     assert automation.actions[0].type == "run-deployment" and automation.actions[0].deployment_id == recovery.id
 
 

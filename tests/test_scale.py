@@ -1,0 +1,220 @@
+"""The scale-out topology (``dragonflow up --scale``: PostgreSQL + Redis + 2 Prefect API
+processes + 1 services process + 2 warm workers), started once for this module, and the
+faults it survives: Prefect auth, runs crossing API replicas, a killed worker, a poison
+input, a killed Prefect API process, a Redis restart and a whole Prefect-tier outage."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+from deployments.local import LocalService
+from flows.contract.keys import run_id_for
+from flows.recovery import RECOVERED
+from tests.conftest import Service
+from tests.test_cancel import status_of, wait_for
+
+HEARTBEAT_TIMEOUT = 10
+FINAL = ("success", "error")
+
+
+@pytest.fixture(scope="module")
+def scale(tmp_path_factory) -> Iterator[LocalService]:
+    # Workers poll only every 60 s: a run picked up sooner was picked up on an event.
+    with LocalService(tmp_path_factory.mktemp("scale-home"), scale=True, workers=2,
+                      DRAGONFLOW_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT), DRAGONFLOW_WORKER_POLL_SECONDS="60",
+                      DRAGONFLOW_CRASH_RETRIES="2") as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def api(scale) -> Service:
+    return Service(scale)
+
+
+@contextmanager
+def prefect(scale: LocalService):
+    """A Prefect client of the tier (replica 0, authenticated)."""
+    with temporary_settings({PREFECT_API_URL: scale.prefect_api,
+                             PREFECT_API_AUTH_STRING: scale.env["PREFECT_API_AUTH_STRING"]}):
+        with get_client(sync_client=True) as client:
+            yield client
+
+
+def worker_pid(scale: LocalService, number: int) -> int:
+    """The pid of worker ``number`` (1: client of Prefect API process 1, 2: of process 0)."""
+    for pid in scale.children("deployments.cli", "worker", "--name"):
+        if Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").endswith(f"-{number}".encode()):
+            return pid
+    raise AssertionError(f"no worker {number}")
+
+
+@contextmanager
+def paused(pid: int):
+    """The process stopped (SIGSTOP) for the block's duration."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def hello(api: Service, name: str, delay: float = 0) -> str:
+    response = api.create({"task_name": "hello", "name": name, "delay": delay})
+    assert response.status_code == 200, response.text
+    return response.json()[0]["key"]
+
+
+def wait_final(api: Service, keys: list[str], timeout: float) -> dict[str, dict]:
+    """The final statuses of ``keys`` (a 503 while Prefect is down counts as not yet)."""
+    statuses: dict[str, dict] = {}
+
+    def all_final() -> bool:
+        for key in keys:
+            if key not in statuses:
+                response = api.http.get("/v2/status", params={"secret": api.account["secret"], "tasks": key})
+                if response.status_code == 503:
+                    return False
+                status = response.json()[0]
+                if status["status"] in FINAL:
+                    statuses[key] = status
+        return len(statuses) == len(keys)
+
+    wait_for(all_final, timeout, f"{len(keys)} tasks ending")
+    return statuses
+
+
+def state_names(scale: LocalService, key: str) -> list[str]:
+    with prefect(scale) as client:
+        return [state.name for state in client.read_flow_run_states(run_id_for(key))]
+
+
+def test_the_prefect_api_refuses_requests_without_its_auth(scale, api):
+    """Every Prefect API process requires the tier's auth string; our API and workers have it."""
+    for url in scale.prefect_apis:
+        assert httpx.post(f"{url}/flows/filter", json={}).status_code == 401
+        token = base64.b64encode(scale.env["PREFECT_API_AUTH_STRING"].encode()).decode()
+        assert httpx.post(f"{url}/flows/filter", json={}, headers={"Authorization": f"Basic {token}"}).status_code == 200
+    assert len(scale.prefect_apis) == 2 and len(scale.children("prefect", "services start")) == 1
+    assert api.run({"task_name": "hello", "name": "scale"})["result"] == "Hello scale"
+
+
+def test_a_worker_of_one_replica_picks_up_runs_created_through_the_other(scale, api):
+    """Our API creates runs through Prefect API process 0; with worker 2 (process 0's
+    client) stopped, worker 1 (process 1's client) gets the Scheduled event through Redis
+    and runs them long before its 60 s poll."""
+    with paused(worker_pid(scale, 2)):
+        start = time.monotonic()
+        keys = [hello(api, f"cross {n}") for n in range(3)]
+        statuses = wait_final(api, keys, 30)
+    assert all(s["status"] == "success" for s in statuses.values()), statuses
+    assert time.monotonic() - start < 30
+
+
+def test_runs_of_a_killed_worker_are_run_again_by_the_other(scale, api):
+    """Worker 1 takes four tasks and is SIGKILLed while running them: each is recovered
+    (heartbeats stop) and run again, and all end ``success``; none is left executing."""
+    with paused(worker_pid(scale, 2)):
+        keys = [hello(api, f"orphan {n}", delay=8) for n in range(4)]
+        wait_for(lambda: all(status_of(api, k)["status"] == "executing" for k in keys), 40, "executing on worker 1")
+    os.kill(worker_pid(scale, 1), signal.SIGKILL)
+    statuses = wait_final(api, keys, 120)
+    assert all(s["status"] == "success" for s in statuses.values()), statuses
+    for key in keys:
+        assert RECOVERED in state_names(scale, key)
+
+
+def test_a_poison_input_is_retried_then_crashed_and_others_go_on(scale, api):
+    """A run that kills whichever worker runs it is run ``crash_retries`` more times, then
+    ends Crashed saying so; the supervised workers come back and other tasks succeed."""
+    with prefect(scale) as client:
+        flow_id = client.create_flow_from_name("poison")
+        deployment = client.create_deployment(flow_id=flow_id, name="poison", work_pool_name="dragonflow",
+                                              entrypoint="tests.poison:poison")
+        run = client.create_flow_run_from_deployment(deployment)
+    others = []
+    deadline = time.monotonic() + 240
+    while True:
+        with prefect(scale) as client:
+            state = client.read_flow_run(run.id).state
+        if state.is_final() or time.monotonic() > deadline:
+            break
+        others.append(hello(api, f"bystander {len(others)}"))
+        time.sleep(5)
+    assert state.type == StateType.CRASHED, state
+    assert "3 times" in state.message and "no heartbeat" in state.message
+    with prefect(scale) as client:
+        names = [s.name for s in client.read_flow_run_states(run.id)]
+    assert names.count(RECOVERED) == 2
+    statuses = wait_final(api, others + [hello(api, "after the poison")], 120)
+    assert all(s["status"] == "success" for s in statuses.values()), statuses
+
+
+def test_one_prefect_api_process_killed_under_load(scale, api):
+    """Prefect API process 1 is SIGKILLed while tasks flow in: the clients of process 0
+    keep working, ``up`` starts process 1 again, and every task ends ``success``."""
+    keys: list[str] = []
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            keys.append(hello(api, f"load {len(keys)}"))
+            time.sleep(0.3)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        time.sleep(3)
+        [replica] = scale.children("prefect", "server start", f"--port {scale.prefect_apis[1].rsplit(':', 1)[1].split('/')[0]}")
+        os.kill(replica, signal.SIGKILL)
+        time.sleep(8)
+    finally:
+        stop.set()
+        feeder.join()
+    statuses = wait_final(api, keys, 180)
+    assert len(keys) > 10 and all(s["status"] == "success" for s in statuses.values()), statuses
+
+
+def test_a_redis_restart_loses_nothing(scale, api):
+    """Redis is killed and ``up`` starts it again (append-only file kept): events resume
+    (a run is picked up on its Scheduled event again, well before the 60 s poll), and the
+    tasks created around the restart all end ``success``."""
+    before = [hello(api, f"before redis {n}", delay=3) for n in range(3)]
+    [redis] = scale.children("redis-server")
+    os.kill(redis, signal.SIGKILL)
+    wait_for(lambda: scale.children("redis-server") and scale.children("redis-server") != [redis], 30, "Redis back")
+    time.sleep(2)
+    start = time.monotonic()
+    after = hello(api, "after redis")
+    statuses = wait_final(api, before + [after], 120)
+    assert all(s["status"] == "success" for s in statuses.values()), statuses
+    assert time.monotonic() - start < 45, "the run was not picked up on its event"
+
+
+def test_a_whole_prefect_tier_outage(scale, api):
+    """Every Prefect process (both API processes and the services) is killed: our API
+    answers 503 while they are down; ``up`` starts them again and every task created
+    before the outage ends ``success``, run once."""
+    keys = [hello(api, f"outage {n}", delay=4) for n in range(3)]
+    wait_for(lambda: all(status_of(api, k)["status"] == "executing" for k in keys), 40, "executing")
+    for pid in scale.children("prefect", "server"):
+        os.kill(pid, signal.SIGKILL)
+    refused = api.create({"task_name": "hello", "name": "during the outage"})
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["errors"][0]["name"] == "prefect"
+    statuses = wait_final(api, keys, 180)
+    assert all(s["status"] == "success" for s in statuses.values()), statuses
+    with prefect(scale) as client:
+        assert all(client.read_flow_run(run_id_for(k)).run_count == 1 for k in keys)
