@@ -90,14 +90,15 @@ class RunWatcher:
 
     async def _listen(self) -> None:
         """Follow Prefect's flow-run state events for as long as the API runs."""
-        changes = EventFilter(event=EventNameFilter(prefix=[RUN_RESOURCE]))
+        # Heartbeats are left out by the server: a subscriber's queue drops events silently
+        # past 256, and thousands of running runs' beats would crowd out state changes.
+        changes = EventFilter(event=EventNameFilter(prefix=[RUN_RESOURCE], exclude_name=[HEARTBEAT]))
         while True:
             try:
                 async with get_events_subscriber(filter=changes, reconnection_attempts=1_000_000) as events:
                     self._events_live = True
                     async for event in events:
-                        if event.event != HEARTBEAT:
-                            self.changed(UUID(event.resource.id.removeprefix(RUN_RESOURCE)), event.occurred)
+                        self.changed(UUID(event.resource.id.removeprefix(RUN_RESOURCE)), event.occurred)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Prefect down: snapshots expire by age until it is back
