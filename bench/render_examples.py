@@ -12,7 +12,7 @@ the service: ``parse`` → ``fetch assets`` (the real fetch step, 127.0.0.1 allo
 ultrafast). Each contact sheet shows 6 frames at fixed fractions of the duration (3×2 tiles
 of 160×90, the time under each), titled with the file name, quantized to ≤ 128 colours.
 
-Run: .venv/bin/python bench/render_examples.py [--keep DIR] [--only STEM,...]. Not a test.
+Run: .venv/bin/python bench/render_examples.py [--keep DIR] [--only STEM,...] [--sheets DIR]. Not a test.
 Prints per example: duration, render seconds, sheet path (or the error).
 """
 
@@ -179,12 +179,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="keep the rendered videos in this directory")
     parser.add_argument("--only", help="comma list of example stems (or prefixes) to render")
+    parser.add_argument("--sheets", type=Path, default=ROOT / "docs" / "images",
+                        help="where the contact sheets go (default: docs/images)")
     args = parser.parse_args()
     examples = sorted((ROOT / "examples" / "sxml").glob("*.xml"))
     if args.only:
         wanted = args.only.split(",")
         examples = [e for e in examples if any(e.stem.startswith(w) for w in wanted)]
-    images = ROOT / "docs" / "images"
+    images = args.sheets.resolve()
     images.mkdir(parents=True, exist_ok=True)
     failures = []
     total = time.perf_counter()
@@ -213,7 +215,7 @@ def main() -> int:
                 sheet = images / f"sxml-{example.stem}.png"
                 size = contact_sheet(movie, duration, example.name, sheet)
                 print(f"{example.name:32s} duration {duration:6.2f} s  render {seconds:5.1f} s"
-                      f"  sheet {sheet.relative_to(ROOT)} ({size // 1024} KB)")
+                      f"  sheet {sheet} ({size // 1024} KB)")
     print(f"{len(examples) - len(failures)}/{len(examples)} rendered in {time.perf_counter() - total:.1f} s")
     for name, exc in failures:
         print(f"  failed: {name}: {type(exc).__name__}: {exc}")

@@ -224,3 +224,119 @@ def test_an_undecodable_image_is_an_invalid_image_error(tmp_path):
     url = "https://example.com/bad.jpg"
     with pytest.raises(sxml.InvalidImageError, match=r"^InvalidImageError: line 1: .*bad\.jpg"):
         render_definition(tmp_path, movie(f'<effect type="none"><image filename="{url}"/></effect>'), {url: bad})
+
+
+def _solid_clip(path: Path, rgb: tuple[int, int, int], matrix: str) -> None:
+    """A 1 s clip of one colour, encoded and tagged in ``matrix`` (bt601 / bt709), limited range."""
+    tag = {"bt601": "smpte170m", "bt709": "bt709"}[matrix]
+    colour = "0x{:02X}{:02X}{:02X}".format(*rgb)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c={colour}:s=64x48:r=10:d=1",
+                    "-vf", f"format=rgb24,scale=out_color_matrix={matrix}:out_range=tv,format=yuv420p",
+                    "-colorspace", tag, "-color_primaries", tag, "-color_trc", tag, "-color_range", "tv",
+                    "-c:v", "libx264", "-qp", "0", str(path)], check=True)
+
+
+def test_colours_are_bt709_and_the_file_says_so(tmp_path, pictures):
+    """Inputs in BT.601 (tagged video, JPEG) and BT.709 come out with their colours in a file
+    tagged BT.709 limited range: a player decoding by the tags sees the input's RGB."""
+    rgb = (200, 60, 40)  # saturated: BT.601 data read as BT.709 would be ~15 levels off
+    jpeg, _ = pictures("solid.jpg", rgb)
+    clips = {}
+    for matrix in ("bt601", "bt709"):
+        clips[f"https://example.com/{matrix}.mp4"] = tmp_path / f"{matrix}.mp4"
+        _solid_clip(tmp_path / f"{matrix}.mp4", rgb, matrix)
+    xml = movie(''.join(f'<effect type="none" duration="1"><video filename="{url}" audio="false"/></effect>'
+                        for url in clips)
+                + f'<effect type="none" duration="1"><image filename="{jpeg}"/></effect>'
+                  '<effect type="none" duration="1"><image color="#c83c28"/></effect>')
+    _, _, out = render_definition(tmp_path, xml, {**pictures.files, **clips}, lengths=dict.fromkeys(clips, 1.0))
+    video = next(s for s in stream_info(out)["streams"] if s["codec_type"] == "video")
+    assert (video["color_space"], video["color_primaries"], video["color_transfer"], video["color_range"]) == (
+        "bt709", "bt709", "bt709", "tv")
+    decoded = frames(out)
+    for seconds in (0.5, 1.5, 2.5, 3.5):  # BT.601 video, BT.709 video, JPEG, colour plate
+        colour = mean_colour(at(decoded, seconds), (8, 8, W - 8, H - 8))
+        assert close(colour, rgb, 7), (seconds, colour)
+
+
+def _box_extent(frame: np.ndarray) -> tuple[int, int, float, float]:
+    """Width, height and centre of the red pixels of ``frame``."""
+    red = (frame[..., 0] > 150) & (frame[..., 1] < 100) & (frame[..., 2] < 100)
+    ys, xs = np.nonzero(red)
+    return int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1), xs.mean(), ys.mean()
+
+
+def test_grow_scale_keys_and_rot_in_animate_an_overlay(tmp_path):
+    """``grow`` 0 -> 1 doubles an overlay about its centre (camera 2 units away); ``custom``
+    scale keys shrink one; ``rot-in`` turns a wide bar into place."""
+    box = 'left="0.4" width="0.2" top="0.4" height="0.2"'
+    xml = movie(f'<stack duration="2"><effect type="none"><image color="#000000"/></effect>'
+                f'<overlay {box}><image color="#ff0000"/><animator type="grow" growStart="0" growEnd="1"/></overlay>'
+                '</stack>'
+                f'<stack duration="2"><effect type="none"><image color="#000000"/></effect>'
+                f'<overlay {box}><image color="#ff0000"/><animator type="custom"><key time="0" scale="1,1,1"/>'
+                '<key time="2" scale="0.5,1,1"/></animator></overlay></stack>'
+                f'<stack duration="2"><effect type="none"><image color="#000000"/></effect>'
+                '<overlay left="0.3" width="0.4" top="0.45" height="0.1"><image color="#ff0000"/>'
+                '<animator type="rot-in" angle="90" duration="1"/></overlay></stack>')
+    plan, command, out = render_definition(tmp_path, xml, {})
+    assert plan.duration == 6.0 and not command.warnings
+    decoded = frames(out)
+    widths = [_box_extent(decoded[i])[0] for i in range(0, 20)]
+    assert abs(widths[0] - 32) <= 2 and abs(widths[19] - 64) <= 3, widths  # 0.2 x 160 -> twice as big
+    assert all(b >= a - 1 for a, b in zip(widths, widths[1:])), widths  # grows steadily
+    w0, h0, cx0, cy0 = _box_extent(decoded[1])
+    w1, h1, cx1, cy1 = _box_extent(decoded[19])
+    assert abs(cx1 - cx0) < 1.5 and abs(cy1 - cy0) < 1.5 and h1 > 1.7 * h0  # about its centre
+    start, end = _box_extent(decoded[20]), _box_extent(decoded[39])
+    assert abs(start[0] - 32) <= 2 and abs(end[0] - 17) <= 3 and abs(end[1] - start[1]) <= 2  # x halves only
+    turned, placed = _box_extent(decoded[40]), _box_extent(decoded[55])
+    assert turned[1] > 2 * turned[0]  # the wide bar starts upright (90 degrees)
+    assert abs(placed[0] - 64) <= 2 and abs(placed[1] - 9) <= 2  # then lies in its box
+
+
+def test_a_long_movie_renders_in_windows_exactly_as_in_one_graph(tmp_path, pictures):
+    """Windows (chunks.py) cut where nothing changes: Ken Burns pictures, captions and a logo
+    spanning the cuts, transitions kept whole; the result matches the one-graph render to the
+    frame, with its sound and colour tags."""
+    from flows.create import chunks
+
+    urls = [pictures(f"p{i}.png", draw=_dots, colour=(40 + 50 * i, 90, 200 - 40 * i))[0] for i in range(4)]
+    logo, _ = pictures("logo.png", GREEN, size=(40, 20))
+    tone = tmp_path / "tone.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=440:d=8", str(tone)], check=True)
+    items = [f'<stack duration="2"><effect type="kenburns"><image filename="{url}"/></effect>'
+             f'<text type="legend">Caption {i}</text></stack>' for i, url in enumerate(urls)]
+    xml = movie('<stack><sequence>' + '<transition type="crossfade" duration="0.5"/>'.join(items) + '</sequence>'
+                f'<overlay top="0" right="0" height="0.2"><image filename="{logo}"/></overlay>'
+                '<audio filename="https://example.com/tone.wav" duration=".."/></stack>')
+    files = {**pictures.files, "https://example.com/tone.wav": tone}
+    plan = timeline.plan(sxml.parse(xml).movie, {"https://example.com/tone.wav": 8.0})
+    assert plan.duration == 6.5
+    windows = chunks.windows(plan, FPS, 1.0)
+    assert len(windows) >= 4 and windows[0][0] == 0 and windows[-1][1] == 65
+    for transition in plan.transitions:  # no cut inside a transition
+        assert not any(round(transition.start * 10) <= end <= round(transition.end * 10) for _, end in windows)
+    media = Media(files=files)
+    outputs, reports = {}, []
+
+    async def progress(percent: float) -> None:
+        reports.append(percent)
+
+    for name, seconds in (("one", 60.0), ("windows", 1.0)):
+        command = render.build(plan, media, TINY, tmp_path / f"{name}.mp4", tmp_path / f"work-{name}",
+                               antialias=1, preset="ultrafast", crf=12, chunk_seconds=seconds)
+        assert len(command.steps) == (1 if name == "one" else len(windows) + 1)
+        outputs[name] = asyncio.run(render.run(command, progress if name == "windows" else None))
+    assert reports and reports == sorted(reports) and 0 <= reports[0] and reports[-1] <= 100  # over all steps
+    info = stream_info(outputs["windows"])
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert int(video["nb_read_frames"]) == 65 and video["color_space"] == "bt709"
+    assert any(s["codec_type"] == "audio" for s in info["streams"])
+    assert abs(float(info["format"]["duration"]) - 6.5) <= 1 / FPS + 0.03
+    one, chunked = frames(outputs["one"]), frames(outputs["windows"])
+    assert one.shape == chunked.shape
+    difference = np.abs(one - chunked).mean(axis=(1, 2, 3))
+    assert difference.max() < 3, difference  # the same pictures (encoder noise only)
+    spreads = [right - left for left, right in map(_centroids, chunked[5:15])]  # Ken Burns across a cut
+    assert all(b > a - 0.05 for a, b in zip(spreads, spreads[1:])), spreads

@@ -1,4 +1,5 @@
-"""video.create's text (spec §9): drawn into its box, aligned, sized, wrapped, antialiased."""
+"""video.create's text (spec §9): drawn into its box, aligned, sized, wrapped, antialiased; long
+captions shrunk into their lower third; stroke and drop shadow."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from flows.create.sxml import Box, Color, InvalidFontError, Text, parse
-from flows.create.text import FONT_DIR, TextImage, default_font, render_text
+from flows.create.text import FONT_DIR, LEGEND_LINES, LEGEND_PADDING, TextImage, default_font, layout, render_text
 from flows.create.timeline import LOWER_THIRD, TextClip, plan
 
 FRAME = (320, 180)
@@ -191,3 +192,59 @@ def test_empty_text_and_a_box_partly_off_the_frame():
     off = render_text(clip("Edge", box=Box(top=0.9, left=0.8, width=0.5, height=0.3), fontsize=20), FRAME, 2, {})
     assert off.x + off.image.width <= FRAME[0] and off.y + off.image.height <= FRAME[1]
     assert (off.x, off.y) == (256, 162)
+
+
+def test_a_long_theme_caption_shrinks_to_fit_the_lower_third():
+    """A caption far too long for the band at its size: smaller font, at most LEGEND_LINES lines,
+    every word laid out, all its ink inside the band (within the band's padding)."""
+    words = [f"word{i}" for i in range(36)]
+    captions = "".join(
+        f'<image filename="https://e.com/p.jpg" duration="3"><track type="caption"><text{size}>{text}</text>'
+        "</track></image>"
+        for text, size in ((" ".join(words), ""), (" ".join(words), ' fontsize="30"'), ("Short", "")))
+    definition = parse('<movie service="craftsman-1.0"><body><widget type="director.theme.tiles">'
+                       f'<track type="video">{captions}</track></widget></body></movie>')
+    long_auto, long_sized, short = plan(definition.movie).texts
+    frame = (640, 360)
+    band = (576 * 2, 50 * 2)  # the lower third's box at 640x360, supersampled 2x
+    sizes = {}
+    for name, caption in (("auto", long_auto), ("sized", long_sized), ("short", short)):
+        assert caption.box == LOWER_THIRD and caption.text.kind == "legend"
+        laid = layout(caption, band, frame[1], 2, default_font())
+        sizes[name] = laid.size
+        assert len(laid.lines) <= LEGEND_LINES
+        expected = words if name != "short" else ["Short"]
+        assert [w for line in laid.lines for w in line] == expected  # every word, in order
+        drawn = render_text(caption, frame, 2, {})
+        x, y, w, h = LOWER_THIRD.resolve(frame[0] / frame[1])
+        assert (drawn.x, drawn.y, drawn.image.size) == (round(x * 640), round(y * 360), (576, 50))
+        mask = np.asarray(drawn.image.getchannel("A")) > 0
+        rows = np.nonzero(mask.any(axis=1))[0]
+        pad = round(LEGEND_PADDING * 50)
+        assert rows.min() >= pad - 1 and rows.max() <= 50 - pad  # nothing cut at the band's edges
+        assert ink_rows(np.asarray(drawn.image.getchannel("A"))) <= LEGEND_LINES
+    assert sizes["auto"] < sizes["short"] / 2 and sizes["sized"] < 30 * 2  # shrunk below its fontsize
+
+
+def test_distancecolor_stroke_and_drop_shadow():
+    definition = parse(
+        '<movie service="craftsman-1.0"><body><stack duration="1"><text type="zone" fontsize="80" '
+        'fontcolor="#ffffff" top="0.2" left="0.2" width="0.6" height="0.5">Hi'
+        '<filter type="distancemap" distanceWidth="40"/>'
+        '<filter type="distancecolor" distanceWidth="40" strokeWidth="0.4" strokeColor="#ff0000"'
+        ' dropShadowColor="#0000ff" dropShadowPosition="0.1,-0.1"/></text></stack></body></movie>')
+    (styled,) = plan(definition.movie).texts
+    plain = TextClip(path=(0,), line=1, start=0.0, end=1.0, box=styled.box,
+                     text=Text(line=1, text="Hi", fontsize=80, box=styled.box))
+    pixels = np.asarray(render_text(styled, FRAME, 2, {}).image).astype(int)
+    base = np.asarray(render_text(plain, FRAME, 2, {}).image).astype(int)
+    white = (pixels[..., 3] > 200) & (pixels[..., :3].min(axis=2) > 200)
+    red = (pixels[..., 3] > 200) & (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
+    blue = (pixels[..., 3] > 200) & (pixels[..., 2] > 200) & (pixels[..., 0] < 60)
+    assert white.sum() > 100 and red.sum() > 100 and blue.sum() > 100
+    ink = base[..., 3] > 0
+    assert not red[ink & (base[..., 3] == 255)].any()  # the stroke is around the glyphs, not on them
+    # the shadow is down and to the right of the text (y up in SXML: -0.1 = down)
+    ys, xs = np.nonzero(blue)
+    iy, ix = np.nonzero(ink)
+    assert xs.mean() > ix.mean() + 4 and ys.mean() > iy.mean() + 4

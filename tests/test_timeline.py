@@ -234,9 +234,11 @@ def test_effect_children_other_than_media_draw_over_it():
 def test_modifier_spans():
     result = lay('<overlay duration="6"><image color="#fff"/>'
                  '<animator type="slide-in" duration="1"/><animator type="slide-out" duration="1"/>'
+                 '<animator type="rot-out" duration="2"/>'
                  '<filter type="alpha" duration="2" margin-end="0"/><filter type="blur"/></overlay>')
     assert [(m.node.type, m.start, m.end) for m in result.modifiers_of((0,))] == [
-        ("alpha", 4.0, 6.0), ("blur", 0.0, 6.0), ("slide-in", 0.0, 1.0), ("slide-out", 5.0, 6.0)]
+        ("alpha", 4.0, 6.0), ("blur", 0.0, 6.0), ("slide-in", 0.0, 1.0), ("slide-out", 5.0, 6.0),
+        ("rot-out", 4.0, 6.0)]
 
 
 def test_media_filters_follow_their_slot():

@@ -6,7 +6,9 @@ Layers, each pure and usable on its own:
 - ``timeline``: the timing model (spec §4) -> a flat, render-ready ``Plan``;
 - ``profiles``: output profile names -> size and frame rate (spec §12);
 - ``text``: text boxes drawn with Pillow; ``mix``: speech synthesis and the audio mix;
-- ``render``: the plan as one ffmpeg command (video graph, mix, H.264/AAC encode);
+- ``render``: the plan as ffmpeg processes (one, or one per window of a long movie) — the video
+  graph (``scene``, on ``graph``'s streams, with ``transitions``, ``motion``, ``modifiers``,
+  ``stills``), the mix, the H.264/AAC encode;
 
 The flow ``create`` (task ``video.create``) runs them as steps, each a Prefect task seen on
 the run's page: ``parse`` → ``fetch assets`` (every URL once, ``fetch_concurrency`` at a

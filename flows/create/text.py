@@ -10,8 +10,10 @@ Choices the spec leaves open (§9, §16), made here and kept consistent:
   timeline already puts an unplaced ``legend`` in the lower third).
 - **fontsize** is in pixels of a 360-pixel-high frame (the default ``360p`` profile) and
   scales with the frame height, so a definition looks the same at every profile size (the
-  "liquid" layout of §5.1): ``fontsize="36"`` is 36 px at 360p, 72 px at 720p. A text that
-  does not fit at its given size is wrapped and then clipped by its box.
+  "liquid" layout of §5.1): ``fontsize="36"`` is 36 px at 360p, 72 px at 720p. A zone text
+  that does not fit at its given size is wrapped and then clipped by its box; a ``legend``
+  (lower third, theme caption) never is: its ``fontsize`` is the largest it may take, and it
+  shrinks until all its words fit the band in at most ``LEGEND_LINES`` lines.
 - **Auto-size** (no fontsize): the largest size at which the wrapped text fits the box (less
   its padding), capped at ``AUTO_SIZE_MAX`` of the frame height so a short word in a
   full-screen zone does not become a giant glyph.
@@ -34,17 +36,26 @@ Choices the spec leaves open (§9, §16), made here and kept consistent:
   ``antialias=1`` asks.
 - ``vector="true"`` is accepted and drawn the same way (a bitmap made once per clip, at the
   output size, is already sharp).
+- **Text effects** of the ``distancecolor`` filters (§9; ``distancemap`` needs nothing here):
+  ``color`` (fill), ``fillOpacity``; a stroke ``strokeWidth`` (1.0 = ``STROKE_EM`` of the font
+  size, drawn outside the glyphs whatever ``strokePosition``), ``strokeColor``, ``strokeOpacity``;
+  a drop shadow (any ``dropShadow*``): ``dropShadowColor``, ``dropShadowOpacity``,
+  ``dropShadowBlurWidth`` (1.0 = a blur of ``BLUR_EM`` of the font size), ``dropShadowWidth``,
+  ``dropShadowPosition`` (``x,y`` in box heights, y up) or ``dropShadowAngle`` (degrees) +
+  ``dropShadowDistance``; an outer glow (``outerGlow*``: colour, opacity, width, blur). The inner
+  shadow/glow families and animated filter parameters are not drawn.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from flows.create.sxml import Color, InvalidFontError
+from flows.create.sxml import Color, InvalidFontError, Text
 from flows.create.timeline import TextClip
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -75,6 +86,14 @@ AUTO_SIZE_MAX = 0.2
 LEGEND_PADDING = 0.12
 """A legend's inner padding, as a fraction of its band's height (each side)."""
 MIN_FONT_PX = 1
+LEGEND_LINES = 2
+"""Most lines of a legend (a lower third, a theme caption) before its font shrinks further."""
+STROKE_EM = 0.25
+"""``strokeWidth``/``dropShadowWidth``/``outerGlowWidth`` 1.0 = this fraction of the font size."""
+BLUR_EM = 0.25
+"""``dropShadowBlurWidth``/``outerGlowBlurWidth`` 1.0 = a blur radius of this fraction of the font size."""
+SHADOW_DISTANCE = 0.03
+"""Offset of a drop shadow given no position or distance (box heights, down-right)."""
 
 
 @dataclass(frozen=True)
@@ -161,14 +180,16 @@ def _block(lines: list[list], font: ImageFont.FreeTypeFont, interlign: float) ->
     return widest, height + step * (len(lines) - 1) if lines else 0.0
 
 
-def _auto_size(text: str, path: Path, clip: TextClip, width: float, height: float, cap: int, interlign: float) -> int:
-    """The largest size (pixels) at which ``text`` wrapped to ``width`` fits ``height``."""
+def _auto_size(text: str, path: Path, clip: TextClip, width: float, height: float, cap: int, interlign: float,
+               max_lines: int | None) -> int:
+    """The largest size (pixels, at most ``cap``) at which ``text`` wrapped to ``width`` fits
+    ``height`` in at most ``max_lines`` lines (None: any number)."""
 
     def fits(size: int) -> bool:
         font = _load(path, size, clip)
         lines = _wrap(text, font, width, clip.text.wrap)
         widest, total = _block(lines, font, interlign)
-        return widest <= width and total <= height
+        return widest <= width and total <= height and (max_lines is None or len(lines) <= max_lines)
 
     low, high = MIN_FONT_PX, max(MIN_FONT_PX, min(cap, int(height)))
     if fits(high):
@@ -180,6 +201,73 @@ def _auto_size(text: str, path: Path, clip: TextClip, width: float, height: floa
         else:
             high = middle
     return low
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a text's words go, in supersampled pixels of its box: the font ``size``, the
+    ``lines`` (words) and each run of text drawn at its top-left (``runs``)."""
+
+    size: int
+    lines: tuple[tuple[str, ...], ...]
+    runs: tuple[tuple[float, float, str], ...]
+
+
+def layout(clip: TextClip, box: tuple[int, int], frame_height: int, scale: int, path: Path) -> Layout:
+    """Size, wrap and align ``clip``'s text in a box of ``box`` pixels (already ``scale``d).
+    A legend (and a theme caption) shrinks below its ``fontsize`` to fit its band, in at most
+    ``LEGEND_LINES`` lines (or its paragraphs, if more)."""
+    node = clip.text
+    text = node.text.strip("\n")
+    big_w, big_h = box
+    pad = round(LEGEND_PADDING * big_h) if node.kind == "legend" else 0
+    pad_x = min(pad, big_w // 4)
+    inner_w, inner_h = max(1, big_w - 2 * pad_x), max(1, big_h - 2 * pad)
+    interlign = node.interlign if node.interlign and node.interlign > 0 else 1.0
+    given = None
+    if node.fontsize is not None:
+        given = max(MIN_FONT_PX, round(node.fontsize * frame_height / FONTSIZE_REFERENCE_HEIGHT * scale))
+    if given is not None and node.kind != "legend":
+        size = given
+    else:
+        cap = given or max(MIN_FONT_PX, round(AUTO_SIZE_MAX * frame_height * scale))
+        lines = max(LEGEND_LINES, text.count("\n") + 1) if node.kind == "legend" else None
+        size = _auto_size(text, path, clip, inner_w, inner_h, cap, interlign, lines)
+    font = _load(path, size, clip)
+    wrapped = _wrap(text, font, inner_w, node.wrap)
+    line_h, step = _metrics(font, interlign)
+    total = line_h + step * (len(wrapped) - 1)
+    if node.valign == "top":
+        top = pad
+    elif node.valign == "bottom":
+        top = big_h - pad - total
+    else:
+        top = pad + (inner_h - total) / 2
+    runs: list[tuple[float, float, str]] = []
+    for index, line in enumerate(wrapped):
+        words = _words(line)
+        if not words:
+            continue
+        y = top + index * step
+        last_of_paragraph = line[-1] is None
+        if node.align == "justify" and not last_of_paragraph and len(words) > 1:
+            extents = [font.getlength(w) for w in words]
+            gap = (inner_w - sum(extents)) / (len(words) - 1)
+            x = float(pad_x)
+            for word, extent in zip(words, extents):
+                runs.append((x, y, word))
+                x += extent + gap
+            continue
+        content = " ".join(words)
+        extent = font.getlength(content)
+        if node.align == "left" or node.align == "justify":
+            x = pad_x
+        elif node.align == "right":
+            x = big_w - pad_x - extent
+        else:
+            x = pad_x + (inner_w - extent) / 2
+        runs.append((x, y, content))
+    return Layout(size, tuple(tuple(_words(line)) for line in wrapped), tuple(runs))
 
 
 # --------------------------------------------------------------------------- drawing
@@ -200,75 +288,109 @@ def _solid(size: tuple[int, int], color: Color | None) -> Image.Image:
     return Image.new("RGBA", size, tuple(color) if color is not None else (0, 0, 0, 0))
 
 
+@dataclass(frozen=True)
+class Halo:
+    """A shadow or glow under the text: its ink widened by ``width`` and blurred by ``blur`` (em
+    fractions), moved by ``offset`` (box heights, y up)."""
+
+    color: Color
+    opacity: float
+    width: float
+    blur: float
+    offset: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class TextStyle:
+    """The look a text's ``distancecolor`` filters give it (§9): fill colour and opacity, a
+    stroke, and halos (drop shadow, outer glow)."""
+
+    fill: Color | None = None
+    fill_opacity: float = 1.0
+    stroke_width: float = 0.0
+    stroke_color: Color = Color(0, 0, 0)
+    stroke_opacity: float = 1.0
+    halos: tuple[Halo, ...] = ()
+
+    @classmethod
+    def of(cls, node: Text) -> "TextStyle":
+        """The style of ``node``'s ``distancecolor`` filters (the later one wins per parameter)."""
+        params: dict[str, object] = {}
+        for f in node.filters:
+            if f.type == "distancecolor":
+                params.update(f.params.items)
+
+        def number(name: str, default: float) -> float:
+            value = params.get(name)
+            return default if value is None else float(value)
+
+        halos = []
+        if any(k.startswith("dropShadow") for k in params):
+            if params.get("dropShadowPosition") is not None:
+                offset = tuple(params["dropShadowPosition"])[:2]
+            else:
+                angle = math.radians(number("dropShadowAngle", -45.0))
+                distance = number("dropShadowDistance", SHADOW_DISTANCE)
+                offset = (distance * math.cos(angle), distance * math.sin(angle))
+            halos.append(Halo(params.get("dropShadowColor") or Color(0, 0, 0), number("dropShadowOpacity", 1.0),
+                              number("dropShadowWidth", 0.0) * STROKE_EM, number("dropShadowBlurWidth", 0.0) * BLUR_EM,
+                              offset))
+        if any(k.startswith("outerGlow") for k in params):
+            halos.append(Halo(params.get("outerGlowColor") or Color(255, 255, 255), number("outerGlowOpacity", 1.0),
+                              number("outerGlowWidth", 0.5) * STROKE_EM, number("outerGlowBlurWidth", 0.5) * BLUR_EM))
+        return cls(
+            fill=params.get("color"), fill_opacity=number("fillOpacity", 1.0),
+            stroke_width=number("strokeWidth", 0.0) * STROKE_EM,
+            stroke_color=params.get("strokeColor") or Color(0, 0, 0), stroke_opacity=number("strokeOpacity", 1.0),
+            halos=tuple(halos),
+        )
+
+
 def render_text(clip: TextClip, frame_size: tuple[int, int], scale: int, fonts: dict[str, Path]) -> TextImage:
     """Draw ``clip``'s text in its box on a ``frame_size`` frame, supersampled ``scale``×
-    (1, 2 or 4). See the module notes for sizes, fonts and alignment."""
+    (1, 2 or 4), with the stroke, shadow and glow of its ``distancecolor`` filters. See the
+    module notes for sizes, fonts and alignment."""
     node = clip.text
     scale = max(1, int(scale))
-    frame_w, frame_h = frame_size
+    frame_h = frame_size[1]
     x0, y0, x1, y1 = _pixel_box(clip, frame_size)
     box_w, box_h = x1 - x0, y1 - y0
     out = _solid((box_w, box_h), node.backgroundcolor)
     path = font_file(node.fontname, fonts)
-    text = node.text.strip("\n")
-    if not text.strip():
+    if not node.text.strip():
         _load(path, 12, clip)  # a bad font is an error even for an empty text
         return TextImage(out, x0, y0)
 
-    # everything below is in supersampled pixels
-    big_w, big_h = box_w * scale, box_h * scale
-    pad = round(LEGEND_PADDING * big_h) if node.kind == "legend" else 0
-    pad_x = min(pad, big_w // 4)
-    inner_w, inner_h = max(1, big_w - 2 * pad_x), max(1, big_h - 2 * pad)
-    interlign = node.interlign if node.interlign and node.interlign > 0 else 1.0
-    if node.fontsize is not None:
-        size = max(MIN_FONT_PX, round(node.fontsize * frame_h / FONTSIZE_REFERENCE_HEIGHT * scale))
-    else:
-        cap = max(MIN_FONT_PX, round(AUTO_SIZE_MAX * frame_h * scale))
-        size = _auto_size(text, path, clip, inner_w, inner_h, cap, interlign)
-    font = _load(path, size, clip)
-    lines = _wrap(text, font, inner_w, node.wrap)
-    line_h, step = _metrics(font, interlign)
-    total = line_h + step * (len(lines) - 1)
+    big = (box_w * scale, box_h * scale)
+    laid = layout(clip, big, frame_h, scale, path)
+    font = _load(path, laid.size, clip)
+    style = TextStyle.of(node)
+    box_px = box_h * scale  # zone-height units of dropShadowPosition
 
-    if node.valign == "top":
-        top = pad
-    elif node.valign == "bottom":
-        top = big_h - pad - total
-    else:
-        top = pad + (inner_h - total) / 2
+    def mask(stroke: float = 0.0, blur: float = 0.0, offset: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
+        """The ink (widened by ``stroke``, offset, blurred: em fractions / box heights) at output size."""
+        drawn = Image.new("L", big, 0)
+        draw = ImageDraw.Draw(drawn)
+        draw.fontmode = "L" if scale > 1 else "1"
+        width = round(stroke * laid.size)
+        dx, dy = offset[0] * box_px, -offset[1] * box_px  # SXML y points up
+        for x, y, run in laid.runs:
+            draw.text((x + dx, y + dy), run, font=font, fill=255, anchor="la", stroke_width=width, stroke_fill=255)
+        if blur > 0:
+            drawn = drawn.filter(ImageFilter.GaussianBlur(blur * laid.size))
+        return drawn.resize((box_w, box_h), Image.Resampling.LANCZOS) if scale > 1 else drawn
 
-    mask = Image.new("L", (big_w, big_h), 0)
-    draw = ImageDraw.Draw(mask)
-    draw.fontmode = "L" if scale > 1 else "1"
-    for index, line in enumerate(lines):
-        words = _words(line)
-        if not words:
-            continue
-        y = top + index * step
-        last_of_paragraph = line[-1] is None
-        if node.align == "justify" and not last_of_paragraph and len(words) > 1:
-            extents = [font.getlength(w) for w in words]
-            gap = (inner_w - sum(extents)) / (len(words) - 1)
-            x = float(pad_x)
-            for word, extent in zip(words, extents):
-                draw.text((x, y), word, font=font, fill=255, anchor="la")
-                x += extent + gap
-            continue
-        content = " ".join(words)
-        extent = font.getlength(content)
-        if node.align == "left" or node.align == "justify":
-            x = pad_x
-        elif node.align == "right":
-            x = big_w - pad_x - extent
-        else:
-            x = pad_x + (inner_w - extent) / 2
-        draw.text((x, y), content, font=font, fill=255, anchor="la")
-
-    if scale > 1:
-        mask = mask.resize((box_w, box_h), Image.Resampling.LANCZOS)
-    color = node.fontcolor
-    ink = Image.new("RGBA", (box_w, box_h), (color.r, color.g, color.b, 0))
-    ink.putalpha(mask.point(lambda v: v * color.a // 255) if color.a < 255 else mask)
-    out.alpha_composite(ink)
+    for layer in style.halos:  # shadows and glows, under the text
+        out.alpha_composite(_ink(mask(layer.width, layer.blur, layer.offset), layer.color, layer.opacity))
+    if style.stroke_width > 0:
+        out.alpha_composite(_ink(mask(style.stroke_width), style.stroke_color, style.stroke_opacity))
+    out.alpha_composite(_ink(mask(), style.fill or node.fontcolor, style.fill_opacity))
     return TextImage(out, x0, y0)
+
+
+def _ink(mask: Image.Image, color: Color, opacity: float = 1.0) -> Image.Image:
+    """``color`` through ``mask`` (times the colour's alpha and ``opacity``)."""
+    factor = color.a / 255 * max(0.0, min(1.0, opacity))
+    ink = Image.new("RGBA", mask.size, (color.r, color.g, color.b, 0))
+    ink.putalpha(mask.point(lambda v: round(v * factor)) if factor < 1 else mask)
+    return ink

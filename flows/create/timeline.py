@@ -389,8 +389,9 @@ class _Timer:
         from ``start`` (§4.1 margins, §4.3 propagation, truncation by the parent)."""
         margin_start, margin_end = node.timing.margin_start, node.timing.margin_end
         own = self.intrinsic(node)
-        if isinstance(node, Animator) and node.type == "slide-out" and margin_start is None and margin_end is None:
-            margin_end = 0.0  # slide-out sits at the end of its node (§11.2)
+        if isinstance(node, Animator) and node.type in ("slide-out", "rot-out") and margin_start is None \
+                and margin_end is None:
+            margin_end = 0.0  # slide-out (and rot-out) sit at the end of their node (§11.2)
         if own is None:
             offset = margin_start or 0.0
             duration = room - offset - (margin_end or 0.0)

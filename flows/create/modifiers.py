@@ -1,0 +1,239 @@
+"""Filters and animators (spec §11) applied to a drawn stream, in document order.
+
+Filters: ``alpha`` (a fade of the node's opacity over the filter's span, or a constant
+opacity), ``blur`` and the other blurs (``gblur``), ``colormap`` (negative / black & white);
+``frame``, ``borderBlur``, ``colormap`` and ``fitAdapter`` of a picture are done once on the
+still (``stills.still_filters``). ``distancemap``/``distancecolor`` are the text's
+(``text.py``: stroke and drop shadow). Other filters are ignored with a warning.
+
+Animators move a node in 2D over the animator's span (values held before and after it):
+
+- ``slide-in`` / ``slide-out`` (``direction``, default left): from / to just off the named
+  screen edge; ``slide``: a slow drift of a tenth of the frame towards ``direction``;
+- ``grow`` (``growStart`` 0 -> ``growEnd`` 0.1): a z translation, drawn as a zoom about the
+  node's centre by ``GROW_CAMERA / (GROW_CAMERA - z)`` (the camera ``GROW_CAMERA`` screen
+  units from the screen plane; towards the viewer = bigger);
+- ``rot-in`` / ``rot-out`` (``angle`` degrees, default 90): a rotation about the screen axis
+  into / out of place;
+- ``custom``: piecewise-linear paths through its ``key``s: ``pos`` (screen units of §5.1: x in
+  half-heights, y up), ``scale`` (x, y factors about the centre), ``rot`` about the z axis.
+  Rotations about other axes and ``orient`` have no 2D drawing: ignored with a warning.
+
+A zoom or a rotation is drawn on a transparent canvas large enough for the biggest size the
+node reaches (``perspective``, sub-pixel; ``rotate``), so nothing is cut at the node's box.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from flows.create.graph import FilterGraph, Stream, num
+from flows.create.sxml import Key
+from flows.create.timeline import Modifier
+
+GROW_CAMERA = 2.0
+"""Distance of the camera from the screen plane (screen units, §5.1) for ``grow``."""
+MAX_ZOOM = 4.0
+"""Largest zoom an animator draws (a bigger one is clamped)."""
+STILL_FILTERS = frozenset(("frame", "borderBlur", "colormap", "fitAdapter"))
+"""Filters of a picture done once on the still."""
+BLURS = frozenset(("blur", "hblur", "vblur", "gaussianBlur", "hgaussianBlur", "vgaussianBlur", "directionalBlur",
+                   "maskedBlur", "bilateralBlur"))
+TEXT_FILTERS = frozenset(("distancemap", "distancecolor"))
+ANIMATED = frozenset(("slide-in", "slide-out", "slide", "grow", "rot-in", "rot-out", "custom"))
+
+
+def apply(graph: FilterGraph, modifiers: list[Modifier], stream: Stream, *, still: bool) -> Stream:
+    """``stream`` through its ``modifiers``; ``still``: a picture clip whose still filters
+    were done by Pillow."""
+    for modifier in modifiers:
+        node = modifier.node
+        if node.tag == "filter":
+            if node.type in STILL_FILTERS and still:
+                continue
+            stream = _filter(graph, modifier, stream)
+        else:
+            stream = _animate(graph, modifier, stream)
+    return stream
+
+
+def _window(graph: FilterGraph, modifier: Modifier, stream: Stream) -> tuple[int, int]:
+    """(first, last) frame of ``modifier`` counted in the stream's own frames."""
+    a = max(0, graph.frame(modifier.start) - stream.start)
+    b = min(stream.frames, graph.frame(modifier.end) - stream.start)
+    return a, b
+
+
+def _param(node, name: str, default: float) -> float:
+    value = node.params.get(name)
+    return default if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _filter(graph: FilterGraph, modifier: Modifier, stream: Stream) -> Stream:
+    node = modifier.node
+    kind = node.type
+    a, b = _window(graph, modifier, stream)
+    start, end, duration = graph.seconds(a), graph.seconds(b), graph.seconds(max(0, b - a))
+    enable = f"between(t,{start},{end})"
+    if kind == "alpha":
+        a0 = _param(node, "alphaStart", 1.0)
+        a1 = _param(node, "alphaEnd", a0)
+        stream = graph.as_format(stream, True)
+        if abs(a0 - a1) < 1e-6:
+            if a0 >= 1:
+                return stream
+            label = graph.chain(stream.label, [f"colorchannelmixer=aa={num(a0)}:enable='{enable}'"])
+        else:
+            way = "in" if a1 > a0 else "out"
+            label = graph.chain(stream.label, [f"fade=t={way}:st={start}:d={duration}:alpha=1"])
+        return replace(stream, label=label)
+    if kind in BLURS:
+        diameter = float(node.params.get("diameter") or node.params.get("diameterX") or 5.0)
+        sigma = max(0.5, diameter / 2 * graph.height / 360)
+        return replace(stream, label=graph.chain(stream.label, [f"gblur=sigma={num(sigma)}:enable='{enable}'"]))
+    if kind == "colormap" and node.params.get("preset") == "negative":
+        return replace(stream, label=graph.chain(stream.label, [f"negate:enable='{enable}'"]))
+    if kind == "colormap":
+        return replace(stream, label=graph.chain(stream.label, [f"hue=s=0:enable='{enable}'"]))
+    if kind in STILL_FILTERS or kind in TEXT_FILTERS:
+        return stream
+    graph.warn(node.line, f"<filter type=\"{kind}\"> is not rendered: ignored")
+    return stream
+
+
+# --------------------------------------------------------------------------- animators
+
+
+def _animate(graph: FilterGraph, modifier: Modifier, stream: Stream) -> Stream:
+    node = modifier.node
+    kind = node.type
+    if kind not in ANIMATED:
+        graph.warn(node.line, f"<animator type=\"{kind}\"> is not rendered: ignored")
+        return stream
+    if stream.full:
+        stream = replace(stream, full=False, w=graph.width, h=graph.height)
+    a, b = _window(graph, modifier, stream)
+    if b <= a:
+        return stream
+    if kind == "custom":
+        return _custom(graph, node, stream, a)
+    if kind == "grow":
+        z0, z1 = _param(node, "growStart", 0.0), _param(node, "growEnd", 0.1)
+        s0, s1 = _depth_scale(z0), _depth_scale(z1)
+        s = f"({num(s0)}+{num(s1 - s0)}*{_progress('(in-1)', a, b)})"  # perspective counts frames from 1
+        return _zoom(graph, stream, s, s, max(s0, s1))
+    if kind in ("rot-in", "rot-out"):
+        angle = -math.radians(_param(node, "angle", 90.0))  # SXML turns counter-clockwise, rotate clockwise
+        p = _progress("n", a, b)
+        return _rotate(graph, stream, f"{num(angle)}*{f'(1-{p})' if kind == 'rot-in' else p}")
+    t0 = f"(t-{{T0}}-{graph.seconds(a)})"
+    p = f"clip({t0}/{graph.seconds(b - a)},0,1)"
+    direction = str(node.params.get("direction", "left") or "left").strip()
+    x, y = stream.x, stream.y
+    W, H = graph.width, graph.height
+    if kind == "slide":  # slow drift: a tenth of the frame over the span
+        ox = {"left": f"-{W * 0.1}", "right": f"{W * 0.1}"}.get(direction, "0")
+        oy = {"up": f"-{H * 0.1}", "down": f"{H * 0.1}"}.get(direction, "0")
+        return replace(stream, x=f"({x})+({ox})*{p}", y=f"({y})+({oy})*{p}")
+    # off-screen offsets towards the named edge
+    far = {"left": (f"-(({x})+{stream.w})", "0"), "right": (f"({W}-({x}))", "0"),
+           "up": ("0", f"-(({y})+{stream.h})"), "down": ("0", f"({H}-({y}))")}.get(direction)
+    if far is None:
+        return stream
+    ox, oy = far
+    k = f"(1-{p})" if kind == "slide-in" else p
+    return replace(stream, x=f"({x})+({ox})*{k}", y=f"({y})+({oy})*{k}")
+
+
+def _progress(frame: str, a: int, b: int) -> str:
+    """0 -> 1 from the stream's own frame ``a`` to ``b`` (``frame``: the filter's counter)."""
+    return f"clip(({frame}-{a})/{max(1, b - a)},0,1)"
+
+
+def _depth_scale(z: float) -> float:
+    """How much bigger a plane ``z`` screen units towards the viewer looks."""
+    return min(MAX_ZOOM, GROW_CAMERA / max(GROW_CAMERA - z, GROW_CAMERA / MAX_ZOOM))
+
+
+def _custom(graph: FilterGraph, node, stream: Stream, a: int) -> Stream:
+    """A keyframed path: ``scale`` then ``pos`` then ``rot`` (§11.2's order)."""
+    keys: tuple[Key, ...] = node.keys
+    if any(k.params.get("orient") is not None for k in keys):
+        graph.warn(node.line, "<animator type=\"custom\"> orient keys are not rendered: ignored")
+    scaled = [k for k in keys if k.params.get("scale") is not None]
+    if scaled:
+        own = f"((in-1-{a})/{graph.rate})"
+        sx, sy = (_keyed([(k.time, k.params.get("scale")[axis]) for k in scaled], own) for axis in (0, 1))
+        biggest = max(max(abs(v) for v in k.params.get("scale")[:2]) for k in scaled)
+        stream = _zoom(graph, stream, sx, sy, biggest)
+    moved = [k for k in keys if k.params.get("pos") is not None]
+    if moved:
+        t = f"(t-{{T0}}-{graph.seconds(a)})"
+        H = graph.height
+        dx = _keyed([(k.time, k.params.get("pos")[0] * H / 2) for k in moved], t)
+        dy = _keyed([(k.time, -k.params.get("pos")[1] * H / 2) for k in moved], t)
+        stream = replace(stream, x=f"({stream.x})+{dx}", y=f"({stream.y})+{dy}")
+    turned = [k for k in keys if k.params.get("rot") is not None]
+    if turned:
+        if any(abs(k.params.get("rot")[1]) + abs(k.params.get("rot")[2]) > 1e-9 for k in turned):
+            graph.warn(node.line, "<animator type=\"custom\"> rot keys about the x or y axis are not rendered:"
+                                  " drawn about the z axis")
+        # rotate's own time: n frames into the stream; SXML angles are counter-clockwise
+        angle = _keyed([(k.time, -math.radians(k.params.get("rot")[0])) for k in turned],
+                       f"((n-{a})/{graph.rate})")
+        stream = _rotate(graph, stream, angle)
+    return stream
+
+
+def _keyed(points: list[tuple[float, float]], t: str) -> str:
+    """A piecewise-linear expression of the time expression ``t`` through ``points``
+    (``(time, value)``, sorted), held before the first and after the last."""
+    expr = num(points[-1][1])
+    for (ta, va), (tb, vb) in reversed(list(zip(points, points[1:]))):
+        if tb <= ta:
+            continue
+        segment = f"({num(va)}+({num(vb - va)})*({t}-{num(ta)})/{num(tb - ta)})"
+        expr = f"if(lt({t},{num(tb)}),{segment},{expr})"
+    return f"if(lt({t},{num(points[0][0])}),{num(points[0][1])},{expr})"
+
+
+def _canvas(graph: FilterGraph, stream: Stream, width: float, height: float) -> tuple[Stream, int, int]:
+    """``stream`` (with alpha) centred on a transparent canvas of at least ``width`` × ``height``
+    plus a 2-pixel border; returns it and the canvas size. Its position moves to keep it in place."""
+    w, h = stream.w, stream.h
+    # even borders: 4:2:0 rounds pad and overlay offsets down to even pixels
+    px = min(2 * graph.width, 2 * math.ceil((max(0.0, width - w) / 2 + 2) / 2))
+    py = min(2 * graph.height, 2 * math.ceil((max(0.0, height - h) / 2 + 2) / 2))
+    cw, ch = w + 2 * px, h + 2 * py
+    stream = graph.as_format(stream, True)
+    # drawn in 4:4:4 (no chroma siting shifts when resampled), back to 4:2:0 after
+    label = graph.chain(stream.label, ["format=yuva444p", f"pad={cw}:{ch}:{px}:{py}:color=black@0"])
+    return replace(stream, label=label, x=f"({stream.x})-{px}", y=f"({stream.y})-{py}", w=cw, h=ch), cw, ch
+
+
+def _zoom(graph: FilterGraph, stream: Stream, sx: str, sy: str, biggest: float) -> Stream:
+    """``stream`` zoomed about its centre by the expressions ``sx``, ``sy`` (of perspective's
+    frame counter ``in``)."""
+    grow = min(MAX_ZOOM, max(1.0, biggest))
+    stream, cw, ch = _canvas(graph, stream, stream.w * grow, stream.h * grow)
+    hx = f"({cw}/(2*max({sx},0.001)))"
+    hy = f"({ch}/(2*max({sy},0.001)))"
+    x0, x1 = f"({cw / 2}-{hx})", f"({cw / 2}+{hx})"
+    y0, y1 = f"({ch / 2}-{hy})", f"({ch / 2}+{hy})"
+    label = graph.chain(stream.label, [
+        f"perspective=x0='{x0}':y0='{y0}':x1='{x1}':y1='{y0}':x2='{x0}':y2='{y1}':x3='{x1}':y3='{y1}'"
+        f":interpolation=linear:sense=source:eval=frame", "format=yuva420p"])
+    return replace(stream, label=label)
+
+
+def _rotate(graph: FilterGraph, stream: Stream, angle: str) -> Stream:
+    """``stream`` turned by ``angle`` (radians, clockwise on screen; an expression of ``n``)
+    about its centre, on a canvas as big as its diagonal."""
+    diagonal = math.hypot(stream.w, stream.h)
+    stream, cw, ch = _canvas(graph, stream, diagonal, diagonal)
+    label = graph.chain(stream.label, [f"rotate=a='{angle}':ow={cw}:oh={ch}:c=black@0", "format=yuva420p"])
+    return replace(stream, label=label)
