@@ -5,7 +5,7 @@ decorator turns it into a Prefect flow whose run is named by the task key, gives
 scratch directory that is always removed, turns a ``TaskError`` into a Failed state with
 the client-facing message, records the result as a ``result`` artifact (what the API
 reads) and, as its last task, sends the status it ends with to ``url_callback`` (or
-``url_errback`` on failure). Runs that never get there (crashed, cancelled, refused for
+``url_errback`` on failure): one try, later ones in a ``send-callback`` run. Runs that never get there (crashed, cancelled, refused for
 invalid parameters) get their errback from an automation (``flows/callbacks.py``).
 """
 

@@ -1,4 +1,5 @@
-"""Callbacks as the flow's last task, errbacks from the automation, in the surface's shape."""
+"""Callbacks as the flow's last task (later tries in a send-callback run), errbacks from the automation,
+in the surface's shape; the delivery outcome on the task's run."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import queue
 import time
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType, FlowRunFilter,
+                                            FlowRunFilterId)
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.local import free_port
@@ -21,17 +23,11 @@ def task_runs(service, key: str, expected: dict, tries: bool = False) -> dict[st
         with temporary_settings({PREFECT_API_URL: service.prefect_api}):
             with get_client(sync_client=True) as client:
                 runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id_for(key)])))
-        found = {run.name: (run.state.name, run.run_count) if tries else run.state.name for run in runs}
+        names = {run.name: run.state.name if run.state else None for run in runs}  # a state lands a little later
+        found = {run.name: (names[run.name], run.run_count) if tries else names[run.name] for run in runs}
         if found == expected or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
-
-
-def run_log(service, key: str) -> str:
-    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
-        with get_client(sync_client=True) as client:
-            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id_for(key)])))
-    return "\n".join(log.message for log in logs)
 
 
 def test_callback_is_a_task_run_with_the_success_status(service, callbacks):
@@ -41,18 +37,33 @@ def test_callback_is_a_task_run_with_the_success_status(service, callbacks):
     assert received["key"] == status["key"] and received["events"]["completed"]
     expected = {"callback 127.0.0.1": "Completed"}
     assert task_runs(service, status["key"], expected) == expected
+    assert deliveries(service, status["key"], "delivered") == ["callback to 127.0.0.1: delivered (HTTP 200) after 1 try"]
 
 
-def test_failed_callback_is_retried_logged_and_leaves_the_task_successful(service):
+def deliveries(service, key: str, until: str, timeout: float = 30) -> list[str]:
+    """The delivery outcomes shown on a task's run (markdown artifacts), once one holds
+    ``until`` or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+            with get_client(sync_client=True) as client:
+                artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id_for(key)]),
+                    type=ArtifactFilterType(any_=["markdown"])))
+        found = [artifact.data for artifact in artifacts]
+        if any(until in text for text in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_failed_callback_is_retried_on_the_schedule_and_leaves_the_task_successful(service):
     dead = f"http://127.0.0.1:{free_port()}/nobody"
     status = service.run({"task_name": "hello", "name": "x", "url_callback": dead})
     assert status["status"] == "success" and status["result"] == "Hello x"
-    expected = {"callback 127.0.0.1": ("Failed", 5)}
+    expected = {"callback 127.0.0.1": ("Failed", 1)}  # the first try; the others in a send-callback run
     assert task_runs(service, status["key"], expected, tries=True) == expected
-    deadline = time.monotonic() + 20  # run logs are shipped in batches
-    while "Retries are exhausted" not in (messages := run_log(service, status["key"])) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert messages.count("Retries are exhausted") == 1 and "ConnectError" in messages
+    outcomes = deliveries(service, status["key"], "gave up")
+    assert outcomes == ["callback to 127.0.0.1: gave up after 5 tries: ConnectError: All connection attempts failed"]
 
 
 def test_callback_to_a_refused_address_is_not_retried(service):
@@ -60,6 +71,8 @@ def test_callback_to_a_refused_address_is_not_retried(service):
     assert status["status"] == "success"
     expected = {"callback 10.255.255.1": ("Failed", 1)}
     assert task_runs(service, status["key"], expected, tries=True) == expected
+    [outcome] = deliveries(service, status["key"], "refused")
+    assert outcome.startswith("callback to 10.255.255.1: refused, not sent:")
 
 
 def test_v1_errback_carries_the_error_under_result(service, media, callbacks):

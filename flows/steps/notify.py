@@ -7,12 +7,16 @@
   created with ``webhook_per_output: true`` also sends, each time one of its outputs ends,
   ``{"output_id": ID, "data": ...}`` (the object at that moment, status ``processing``).
 
-Each delivery is a Prefect task named ``<kind> <host>`` (``callback``, ``errback``,
-``webhook``), retried by Prefect with exponential backoff: ``callback_attempts`` tries in
-all (default 5), waiting ``callback_backoff`` seconds before the 2nd and doubling each time
-(defaults: 0.5, 1, 2, 4 s), each try limited to ``callback_timeout`` seconds. A refused
-address is never retried. The outcome is a log line and the task run's state; a delivery
-that fails never changes the task's own state.
+Each delivery's first try is a Prefect task of the run that sends it, named ``<kind>
+<host>`` (``callback``, ``errback``, ``webhook``): a receiver that answers gets it with no
+other run. When that try fails, the delivery is handed to a run of the ``send-callback``
+deployment (``flows/callbacks.py``), which tries again on the documented schedule:
+``callback_attempts`` tries in all (default 5), waiting ``callback_backoff`` seconds before
+the 2nd and doubling each time (defaults: 0.5, 1, 2, 4 s), each try limited to
+``callback_timeout`` seconds. Between tries that run waits ``AwaitingRetry`` (Scheduled),
+holding no worker slot. A refused address is never retried. The outcome ("delivered (HTTP
+200) after 3 tries", "gave up after 5 tries: HTTP 500") is a markdown artifact on the run
+of the task the notification is about; a delivery that fails never changes that task's state.
 
 **Signatures** (Standard Webhooks, https://www.standardwebhooks.com): when the task's account
 has a ``webhook_secret`` (``whsec_`` + base64 of the key; every account made by ``dragonflow
@@ -36,6 +40,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -44,8 +49,9 @@ import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import State
-from prefect.tasks import exponential_backoff
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.deployments import arun_deployment
 
 from blocks.account import AccountBlock
 from flows.contract.net import check_url_allowed, send_pinned, tls_context
@@ -53,13 +59,14 @@ from flows.contract.runs import RunView, account_of, read_runs, surface_of
 from flows.contract.stupeflix import stupeflix_status
 from flows.contract.vimqu import vimqu_task
 from flows.errors import FetchError
-from flows.settings import get_settings
+from flows.settings import Settings, get_settings
 from flows.steps.step import step_log
 
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 WEBHOOK = "webhook"
 TOLERANCE = 300  # seconds a receiver accepts between a signature's timestamp and its clock
+CALLBACK_FLOW = "send-callback"  # the deployment that tries a delivery again (flows/callbacks.py)
 
 
 class CallbackFailed(Exception):
@@ -135,9 +142,9 @@ def new_message_id() -> str:
 # --- delivery -----------------------------------------------------------------------------
 
 async def deliver(url: str, payload: dict[str, Any], secret: str | None = None,
-                  message_id: str | None = None) -> None:
+                  message_id: str | None = None) -> int:
     """POST ``payload`` to ``url`` once, to the address that was checked, signed with
-    ``secret`` when given.
+    ``secret`` when given; returns the receiver's HTTP status.
 
     URLs obey the same address rules as fetch (no private addresses unless allowed by
     ``DRAGONFLOW_FETCH_ALLOW``): FetchError when refused, CallbackFailed when the POST fails
@@ -157,6 +164,7 @@ async def deliver(url: str, payload: dict[str, Any], secret: str | None = None,
         raise CallbackFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
     if not response.is_success:
         raise CallbackFailed(f"HTTP {response.status_code}")
+    return response.status_code
 
 
 async def post_status(url: str, status: dict[str, Any], secret: str | None = None) -> bool:
@@ -165,7 +173,7 @@ async def post_status(url: str, status: dict[str, Any], secret: str | None = Non
         await deliver(url, status, secret)
         return True
     except (FetchError, CallbackFailed) as exc:
-        step_log("callback %s not delivered: %s", url, exc, level=logging.WARNING)
+        step_log("callback %s not delivered: %s", shown(url), exc, level=logging.WARNING)
         return False
 
 
@@ -180,37 +188,77 @@ async def signing_secret(account: str | None) -> str | None:
     return block.webhook_secret.get_secret_value() if block.webhook_secret else None
 
 
-def _not_refused(task: Any, task_run: Any, state: State) -> bool:
-    """Prefect ``retry_condition_fn``: a refused address is final, anything else is retried."""
-    return not isinstance(state.data, FetchError)
+def retry_delays(settings: Settings | None = None) -> list[float]:
+    """Seconds before the 2nd, 3rd, ... try of a delivery (the documented schedule)."""
+    settings = settings or get_settings()
+    return [settings.callback_backoff * 2**n for n in range(settings.callback_attempts - 1)]
+
+
+def tries(count: int) -> str:
+    """``1 try``, ``3 tries``."""
+    return f"{count} {'try' if count == 1 else 'tries'}"
+
+
+async def record_delivery(flow_run_id: UUID | str, kind: str, url: str, outcome: str) -> None:
+    """Show a delivery's outcome on the run of the task it is about (a markdown artifact:
+    the Artifacts tab of the run's page). Names the receiver's host only: a URL may hold a
+    token."""
+    text = f"{kind} to {urlsplit(url).hostname}: {outcome}"
+    async with get_client() as client:
+        await client.create_artifact(ArtifactCreate(type="markdown", data=text, description=f"{kind} delivery",
+                                                    flow_run_id=UUID(str(flow_run_id))))
+
+
+async def hand_off(kind: str, url: str, status: dict[str, Any], account: str | None, message_id: str,
+                   origin: UUID | str) -> FlowRun:
+    """A run of the ``send-callback`` deployment that tries the delivery again, scheduled
+    after the first delay of the schedule."""
+    when = datetime.now(timezone.utc) + timedelta(seconds=retry_delays()[0])
+    parameters = {"kind": kind, "url": url, "body": status, "origin": str(origin), "account": account,
+                  "message_id": message_id}
+    return await arun_deployment(f"{CALLBACK_FLOW}/{CALLBACK_FLOW}", parameters=parameters, scheduled_time=when,
+                                 timeout=0, as_subflow=False)
+
+
+def shown(url: str) -> str:
+    """``url`` as logged: without its query string, which may hold a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _run_name(parameters: dict[str, Any]) -> str:
     return f"{parameters['kind']} {urlsplit(parameters['url']).hostname}"
 
 
-_settings = get_settings()
-RETRY_DELAYS = exponential_backoff(_settings.callback_backoff)(_settings.callback_attempts - 1) or 0
-"""Seconds before each retry of a delivery (the documented schedule)."""
-
-
-@task(
-    name="callback",
-    task_run_name=_run_name,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=_settings.callback_attempts - 1,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=_not_refused,
-)
-async def send(kind: str, url: str, status: dict[str, Any], account: str | None = None,
+@task(name="callback", task_run_name=_run_name, cache_policy=NO_CACHE, persist_result=False)
+async def send(kind: str, url: str, status: dict[str, Any], origin: UUID | str, account: str | None = None,
                message_id: str | None = None) -> None:
-    """POST a ``kind`` (callback, errback, webhook) body to ``url``, signed with ``account``'s
-    secret when it has one; fails the task run when not delivered (then retried by Prefect
-    with the same ``message_id``)."""
-    await deliver(url, status, await signing_secret(account), message_id)
+    """The first try of a ``kind`` (callback, errback, webhook) POST to ``url`` about the
+    task run ``origin``, signed with ``account``'s secret when it has one. When it fails
+    the task run fails, and unless the address was refused or tries are used up, the
+    delivery goes on in a ``send-callback`` run (same ``message_id``)."""
+    message_id = message_id or new_message_id()
+    try:
+        code = await deliver(url, status, await signing_secret(account), message_id)
+    except FetchError as exc:
+        await record_delivery(origin, kind, url, f"refused, not sent: {exc.reason}")
+        raise
+    except CallbackFailed as exc:
+        reason = str(exc)
+        if get_settings().callback_attempts > 1:
+            try:
+                run = await hand_off(kind, url, status, account, message_id, origin)
+            except Exception as failure:  # no send-callback deployment (flows used outside the service)
+                reason = f"{exc}; not tried again: {failure}"
+            else:
+                step_log("%s to %s: try 1 failed (%s); tried again by run %s", kind, shown(url), exc, run.name,
+                         level=logging.WARNING)
+                raise
+        await record_delivery(origin, kind, url, f"gave up after 1 try: {reason}")
+        raise
+    await record_delivery(origin, kind, url, f"delivered (HTTP {code}) after 1 try")
     data = status.get("data") if isinstance(status.get("data"), dict) else status
-    step_log("%s delivered to %s (%s)", kind, url, data.get("status"))
+    step_log("%s delivered to %s (%s)", kind, shown(url), data.get("status"))
 
 
 # --- what is sent -----------------------------------------------------------------------
@@ -252,10 +300,10 @@ async def send_status(flow_run_id: UUID | str, url: str | None, kind: str, state
     try:
         view = await ending_view(flow_run_id, state)
     except Exception as exc:  # Prefect's API gone after its client's own retries
-        step_log("%s to %s not sent: the run could not be read: %s", kind, url, exc, level=logging.WARNING)
+        step_log("%s to %s not sent: the run could not be read: %s", kind, shown(url), exc, level=logging.WARNING)
         return
     if view is not None:
-        await send(kind, url, body_of(view), account_of(view.run), new_message_id(), return_state=True)
+        await send(kind, url, body_of(view), flow_run_id, account_of(view.run), new_message_id(), return_state=True)
 
 
 async def webhook_targets(view: RunView) -> list[str]:
@@ -286,7 +334,7 @@ async def send_webhooks(flow_run_id: UUID | str, state: State | None = None, out
         body, account = body_of(view), account_of(view.run)
         if output_id is not None:
             body = {"output_id": output_id, **body}
-        await asyncio.gather(*(send(WEBHOOK, url, body, account, new_message_id(), return_state=True)
+        await asyncio.gather(*(send(WEBHOOK, url, body, flow_run_id, account, new_message_id(), return_state=True)
                                for url in targets))
 
 
