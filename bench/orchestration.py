@@ -3,10 +3,11 @@
 The whole service is measured next to Prefect's stock ``serve`` path and next to what the
 Prefect server alone can record.
 
-Starts a Prefect server (SQLite, or PostgreSQL with ``--postgres``: a throw-away cluster
-from Debian's packages) behind a request recorder, then the service against it
-(``dragonflow up`` through ``LocalService``: blocks, deployments, warm worker, API), and
-a static file server for the inputs. Prints:
+Starts the service (``dragonflow up`` through ``LocalService``: Prefect server, blocks,
+deployments, warm worker, API) in one of two topologies (``--topology``): ``sqlite``, the
+embedded Prefect server (on SQLite, or with ``--postgres`` on a throw-away PostgreSQL cluster
+from Debian's packages), or ``scale``: PostgreSQL + Redis + 2 Prefect API processes + 1
+Prefect services process + 2 workers. Also a static file server for the inputs. Prints:
 
 1. Latency: ``image.info`` on a ~100 KB JPEG, ``POST /v2/create`` then ``GET /v2/status``
    every 20 ms until ``success``; p50/p95 over ``--runs`` sequential tasks. Interleaved
@@ -14,7 +15,9 @@ a static file server for the inputs. Prints:
    ``python -m prefect.engine`` per run; ``bench/orchestration_stock.py``), created with
    ``create_flow_run_from_deployment`` and polled with ``read_flow_run`` every 20 ms.
 2. Throughput: ``--tasks`` ``image.thumb`` tasks (1-2 MP JPEG inputs) in one create call,
-   until all have ended: tasks/s, how many succeeded, failed, stayed unfinished.
+   until all have ended: tasks/s, how many succeeded, failed, stayed unfinished; the server
+   cost per task: CPU ms of all Prefect server processes (API and services), Prefect API
+   calls (top 10 routes), and the tasks/s one server core would carry at that cost.
 3. Ceiling: flow runs the Prefect server alone records per second (create from a
    deployment in a work pool no worker polls, then Pending, Running, Completed as a
    worker and the engine propose them), with 1, 4 and 8 concurrent clients.
@@ -22,12 +25,14 @@ a static file server for the inputs. Prints:
    history, result artifact), the in-process cost of validation, fetch and probe, the
    Prefect API calls made per run (by process) and the timeline of a median run.
 
-The recorder wraps Prefect's server app (``deployments.prefect_server.create_app``, run
-by uvicorn as the service does) and appends one line per HTTP request to a file: start,
-duration, method, path, status, client port. Not a test.
+The Prefect API calls are counted from the embedded server's opt-in access log
+(``DRAGONFLOW_PREFECT_ACCESS_LOG``, ``deployments/prefect_server.py``: one line per HTTP
+request with start, duration, method, path, status, client port) and, on the scale
+topology, from uvicorn's access lines in the Prefect API processes' logs (answer time, no
+duration); websocket messages (events) are not counted. Not a test.
 
-    .venv/bin/python bench/orchestration.py [--postgres] [--runs 60] [--stock-runs 10]
-        [--tasks 500] [--ceiling-runs 200] [--stock-poll 1]
+    .venv/bin/python bench/orchestration.py [--topology sqlite|scale] [--postgres] [--runs 60]
+        [--stock-runs 10] [--tasks 500] [--ceiling-runs 200] [--stock-poll 1]
 """
 
 from __future__ import annotations
@@ -50,14 +55,16 @@ import time
 from collections import Counter, defaultdict
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 from PIL import Image, ImageFilter
 
 from deployments.local import ROOT, LocalService, free_port, serve_directory
+from deployments.prefect_server import ACCESS_LOG
 
 TICKS = os.sysconf("SC_CLK_TCK")
 POLL = 0.02
@@ -65,19 +72,37 @@ FINAL = {"success", "error"}
 CEILING_POOL = "orchestration-bench-ceiling"
 STATUS_BATCH = 200  # keys per status call in the throughput case (more fail: Prefect's page limit)
 STATUS_POLL = re.compile(r"/flow_runs/filter|/artifacts/filter|GET /flow_runs/\{id\} ")
+TOPOLOGIES = {  # LocalService keyword arguments
+    "sqlite": {},
+    "scale": {"scale": True, "api_processes": 2, "workers": 2},
+}
+ROLES = (  # (command-line marker, role): the first that matches names a process of the service
+    ("services start", "prefect services"),
+    ("prefect_server", "prefect server"),
+    ("server start", "prefect server"),
+    ("cli up", "up"),
+    ("cli worker", "worker"),
+    ("cli api", "api"),
+    ("redis-server", "redis"),
+    ("postgres", "postgres"),
+)
+ACCESS_FILE = "prefect-access.tsv"  # our Prefect servers' access log, in the service's home
+UVICORN_ACCESS = re.compile(  # Prefect's format: time | level | logger - client - "request line" status
+    r'^(\d\d:\d\d:\d\d\.\d+) \| INFO +\| uvicorn\.access - [^ ]+:(\d+) - "(\w+) (\S+) [^"]*" (\d+)', re.M)
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 # --- figures ---------------------------------------------------------------------------------
 
 
-def p95(values: list[float]) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def ms(seconds: float | None) -> str:
-    return "     —" if seconds is None else f"{seconds * 1000:6.0f}"
+def ms(seconds: float | None, digits: int = 0) -> str:
+    """Milliseconds, 6 wide; a dash when unknown (None, or NaN: not logged)."""
+    return "     —" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:6.{digits}f}"
 
 
 def median_or_none(values: list[float]) -> float | None:
@@ -174,65 +199,117 @@ def descendants(pid: int, table: dict[int, tuple[int, str]]) -> list[int]:
     return found
 
 
-def service_roles(service: LocalService) -> dict[str, int]:
-    """The service's worker and API processes by role."""
+Groups = dict[str, list[int]]  # name -> process ids
+
+
+def role_of(command: str) -> str | None:
+    return next((role for marker, role in ROLES if marker in command), None)
+
+
+def service_groups(service: LocalService, *roots: int) -> Groups:
+    """The service's processes by role (``ROLES``), each with its descendants that have no
+    role of their own (a worker's ffmpeg, PostgreSQL's backends): the ``up`` process's tree,
+    the trees of ``roots`` and of processes whose command line names the service's home (a
+    daemonised PostgreSQL). Several of a role are numbered ("worker 1"); Prefect server
+    processes are "prefect api" when a separate services process exists."""
     table = process_table()
-    roles = {}
-    for pid in descendants(service.process.pid, table):
-        for role, marker in (("worker", "cli worker"), ("api", "cli api")):
-            if marker in table[pid][1]:
-                roles[role] = pid
-    return roles
+    children = defaultdict(list)
+    for pid, (ppid, _) in table.items():
+        children[ppid].append(pid)
+    members: dict[int, list[int]] = {}  # top pid -> its group
+
+    def visit(pid: int, top: int | None) -> None:
+        role = role_of(table[pid][1])
+        if top is None or (role and role != role_of(table[top][1])):
+            top = pid
+        members.setdefault(top, []).append(pid)
+        for child in children[pid]:
+            visit(child, top)
+
+    homed = sorted(pid for pid, (_, cmd) in table.items() if str(service.home) in cmd)
+    for root in (service.process.pid, *roots, *homed):
+        if root in table and not any(root in group for group in members.values()):
+            visit(root, None)
+    roles = {top: role_of(table[top][1]) or Path(table[top][1].split(" ")[0]).name for top in members}
+    if "prefect services" in roles.values():
+        roles = {top: "prefect api" if role == "prefect server" else role for top, role in roles.items()}
+    counts, seen, groups = Counter(roles.values()), Counter(), {}
+    for top in sorted(members):
+        seen[roles[top]] += 1
+        groups[f"{roles[top]} {seen[roles[top]]}" if counts[roles[top]] > 1 else roles[top]] = members[top]
+    return groups
+
+
+def socket_inodes(pids: list[int]) -> set[int]:
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                link = os.readlink(fd.path)
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+        except OSError:
+            continue
+    return inodes
+
+
+def tcp_sockets() -> Iterator[tuple[int, int, bool, int]]:
+    """(local port, remote port, listening, inode) of every IPv4 TCP socket."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        yield int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16), fields[3] == "0A", int(fields[9])
+
+
+def prefect_ports(groups: Groups) -> set[int]:
+    """The ports the Prefect server processes among ``groups`` listen on."""
+    inodes = socket_inodes([pid for name, pids in groups.items() if name.startswith("prefect") for pid in pids])
+    return {local for local, _, listening, inode in tcp_sockets() if listening and inode in inodes}
 
 
 class CpuMeter:
-    """CPU seconds used by each role between ``start()`` and ``read()``."""
+    """CPU seconds used by this process ("bench") and by each group of ``groups()`` (read
+    again at each reading, so that new processes count) between ``start()`` and ``used()``."""
 
-    def __init__(self, roles: dict[str, int]):
-        self.roles = roles
+    def __init__(self, groups: Callable[[], Groups]):
+        self.groups = groups
 
     def _now(self) -> dict[str, float]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"bench": usage.ru_utime + usage.ru_stime, **{r: cpu_seconds(p) for r, p in self.roles.items()}}
+        used = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups().items()}
+        return {"bench": usage.ru_utime + usage.ru_stime, **used}
 
     def start(self) -> None:
         self._start, self._t = self._now(), time.monotonic()
 
+    def used(self) -> tuple[dict[str, float], float]:
+        """CPU seconds by group since ``start()``, and the wall seconds."""
+        now = self._now()
+        return {name: v - self._start.get(name, 0.0) for name, v in now.items()}, time.monotonic() - self._t
+
     def read(self) -> str:
-        wall = time.monotonic() - self._t
-        used = {r: v - self._start[r] for r, v in self._now().items()}
-        parts = ", ".join(f"{r} {v:.1f}" for r, v in sorted(used.items(), key=lambda kv: -kv[1]))
-        total = sum(used.values())
-        return f"CPU s over {wall:.1f} s wall: {parts} (sum {total:.1f} = {total / wall / os.cpu_count():.0%} of the cores)"
+        return cpu_line(*self.used())
+
+
+def cpu_line(used: dict[str, float], wall: float) -> str:
+    parts = ", ".join(f"{r} {v:.1f}" for r, v in sorted(used.items(), key=lambda kv: -kv[1]))
+    total = sum(used.values())
+    return f"CPU s over {wall:.1f} s wall: {parts} (sum {total:.1f} = {total / wall / os.cpu_count():.0%} of the cores)"
 
 
 class PortOwners:
-    """Which process (by role) owns each client connection to the Prefect server, sampled
-    from /proc in a thread while it runs (connections of short-lived runs included)."""
+    """Which group of ``groups()`` owns each client connection to the Prefect ``ports``,
+    sampled from /proc in a thread while it runs (connections of short-lived runs included)."""
 
-    def __init__(self, prefect_port: int, roles: dict[str, int], trees: tuple[str, ...], interval: float = 0.02):
-        self.prefect_port, self.roles, self.trees, self.interval = prefect_port, roles, trees, interval
+    def __init__(self, ports: set[int], groups: Callable[[], Groups], interval: float = 0.02):
+        self.ports, self.groups, self.interval = ports, groups, interval
         self.owners: dict[int, str] = {}
         self._stop = threading.Event()
 
     def _sample(self) -> None:
-        table = process_table()
-        pids = {pid: role for role, pid in self.roles.items()}
-        for role in self.trees:  # roles whose subprocesses count as theirs
-            pids.update({child: role for child in descendants(self.roles[role], table)})
-        inodes = {}
-        for pid, role in pids.items():
-            try:
-                for fd in os.scandir(f"/proc/{pid}/fd"):
-                    link = os.readlink(fd.path)
-                    if link.startswith("socket:["):
-                        inodes[int(link[8:-1])] = role
-            except OSError:
-                continue
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[2].split(":")[1], 16) == self.prefect_port and int(fields[9]) in inodes:
-                self.owners[int(fields[1].split(":")[1], 16)] = inodes[int(fields[9])]
+        inodes = {inode: name for name, pids in self.groups().items() for inode in socket_inodes(pids)}
+        for local, remote, _, inode in tcp_sockets():
+            if remote in self.ports and inode in inodes:
+                self.owners[local] = inodes[inode]
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -248,35 +325,7 @@ class PortOwners:
         self._thread.join()
 
 
-# --- the Prefect server, with a request recorder ---------------------------------------------
-
-
-def serve_recorded_prefect(port: int, trace: Path) -> None:
-    """Run Prefect's server app as the service does, appending each HTTP request to ``trace``."""
-    import uvicorn
-
-    from deployments.prefect_server import create_app
-
-    app = create_app()
-    out = open(trace, "a", buffering=1)
-
-    async def recorded(scope, receive, send):
-        if scope["type"] != "http":
-            return await app(scope, receive, send)
-        start, status = time.time(), [0]
-
-        async def send_status(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_status)
-        finally:
-            port_ = (scope.get("client") or ("", 0))[1]
-            out.write(f"{start:.6f}\t{time.time() - start:.6f}\t{scope['method']}\t{scope['path']}\t{status[0]}\t{port_}\n")
-
-    uvicorn.run(recorded, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=5)
+# --- Prefect API calls (the servers' access log) ---------------------------------------------
 
 
 @dataclass
@@ -293,53 +342,29 @@ class Call:
         return f"{self.method} {UUID_RE.sub('{id}', self.path.removeprefix('/api'))}"
 
 
-def read_trace(trace: Path, start: float = 0.0, end: float = float("inf")) -> list[Call]:
+def read_trace(home: Path, start: float = 0.0, end: float = float("inf")) -> list[Call]:
+    """The HTTP calls the service's Prefect servers (started by ``start_service`` in ``home``)
+    logged between ``start`` and ``end``: our access log's, and uvicorn's access lines in the
+    logs of ``prefect server start`` processes (scale topology; answer time, no duration)."""
     calls = []
-    for line in trace.read_text().splitlines():
+    for line in _text(home / ACCESS_FILE).splitlines():
         t, d, method, path, status, port = line.split("\t")
-        if start <= float(t) <= end:
-            calls.append(Call(float(t), float(d), method, path, int(status), int(port)))
-    return calls
+        calls.append(Call(float(t), float(d), method, path, int(status), int(port)))
+    for log in sorted(home.glob("prefect-api-*.log")):
+        for t, port, method, path, status in UVICORN_ACCESS.findall(_text(log)):
+            calls.append(Call(clock_time(t), math.nan, method, path.split("?")[0], int(status), int(port)))
+    return sorted((c for c in calls if start <= c.start <= end), key=lambda c: c.start)
 
 
-def prefect_env(home: Path, port: int, database_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
-    env.update(
-        PREFECT_HOME=str(home / "prefect"),
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_LOGGING_LEVEL="WARNING",
-    )
-    if database_url:
-        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
-    return env
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
-@contextmanager
-def prefect_server(home: Path, trace: Path, database_url: str | None) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = free_port()
-    (home / "prefect").mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-prefect", str(port), str(trace)],
-        env=prefect_env(home, port, database_url), cwd=ROOT,
-        stdout=open(home / "prefect-server.log", "w"), stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("Prefect server did not start: " + (home / "prefect-server.log").read_text()[-3000:])
-            time.sleep(0.3)
-        yield url, process
-    finally:
-        stop_process(process)
+def clock_time(hms: str) -> float:
+    """Epoch seconds of a local time of day (HH:MM:SS.fff) within the last 24 hours."""
+    now = datetime.now()
+    moment = datetime.combine(now.date(), datetime.strptime(hms, "%H:%M:%S.%f").time())
+    return (moment - timedelta(days=1) if moment > now + timedelta(minutes=1) else moment).timestamp()
 
 
 def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> None:
@@ -504,14 +529,14 @@ def print_latency(ours: list[Run], theirs: list[Run], stock_poll: int) -> None:
     for label, runs in rows:
         values = [r.latency for r in runs]
         ok = sum(r.status == "success" for r in runs)
-        print(f"   {label:44s} {len(runs):4d} {statistics.median(values):6.3f}s {p95(values):6.3f}s"
+        print(f"   {label:44s} {len(runs):4d} {statistics.median(values):6.3f}s {percentile(values, 0.95):6.3f}s"
               f" {min(values):6.3f}s {max(values):6.3f}s  {ok}/{len(runs)}")
         for status in sorted({r.status for r in runs} - {"success"}):
             print(f"     not successful: {status[:200]}")
     ours_p50 = statistics.median(r.latency for r in ours)
     ratio = ours_p50 / statistics.median(r.latency for r in theirs)
     print(f"   targets: p50 <= 0.30 s ({'met' if ours_p50 <= 0.30 else 'NOT met'}),"
-          f" p95 <= 0.60 s ({'met' if p95([r.latency for r in ours]) <= 0.60 else 'NOT met'}),"
+          f" p95 <= 0.60 s ({'met' if percentile([r.latency for r in ours], 0.95) <= 0.60 else 'NOT met'}),"
           f" ours/stock p50 = {ratio:.3f} <= 0.15 ({'met' if ratio <= 0.15 else 'NOT met'})")
     if stock_poll != 10:
         print(f"   (stock runner polls every {stock_poll} s; Prefect's default, 10 s, adds ~{(10 - stock_poll) / 2:.1f} s"
@@ -595,12 +620,12 @@ def phase(runs: list[Run], a: str, b: str) -> float | None:
     return median_or_none(values)
 
 
-def print_phases(ours: list[Run], theirs: list[Run], steps: dict[str, float], trace: Path) -> None:
+def print_phases(ours: list[Run], theirs: list[Run], steps: dict[str, float], home: Path) -> None:
     print(f"\n4. Where the time goes (latency case; medians in ms over {len(ours)} | {len(theirs)} runs)")
     print(f"   {'phase':52s} {'ours':>6s} {'stock':>6s}")
     print(f"   {'create call (client-timed)':52s} {ms(median_or_none([r.created - r.start for r in ours]))}"
           f" {ms(median_or_none([r.created - r.start for r in theirs]))}")
-    calls = read_trace(trace, ours[0].start, ours[-1].seen_final)
+    calls = read_trace(home, ours[0].start, ours[-1].seen_final)
     for label, predicate in (
         ("  of which Prefect create_flow_run (server time)", lambda c: c.name.endswith("/create_flow_run")),
         ("  of which status read-back (2 filter calls, server)", lambda c: c.name.endswith("/filter")),
@@ -622,13 +647,13 @@ def print_phases(ours: list[Run], theirs: list[Run], steps: dict[str, float], tr
           f" {ms(median_or_none([r.latency for r in theirs]))}")
 
 
-def print_calls(census: list[Run], owners: dict[int, str], trace: Path, label: str) -> None:
+def print_calls(census: list[Run], owners: dict[int, str], home: Path, label: str) -> None:
     """Prefect API calls per run, by process and endpoint, and the timeline of the median run."""
     per_run: list[Counter] = []
     durations: dict[tuple[str, str], list[float]] = defaultdict(list)
     timelines = []
     for run in census:
-        calls = read_trace(trace, run.start, run.seen_final)
+        calls = read_trace(home, run.start, run.seen_final)
         counts = Counter()
         for call in calls:
             who = owners.get(call.port, "other")
@@ -643,19 +668,20 @@ def print_calls(census: list[Run], owners: dict[int, str], trace: Path, label: s
     for who, name in keys:
         count = statistics.median(c[(who, name)] for c in per_run)
         if count:
-            print(f"     {who:7s} {name:58s} {count:4.1f}  {statistics.median(durations[(who, name)]) * 1000:6.1f}")
+            print(f"     {who:9s} {name:58s} {count:4.1f}  {ms(statistics.median(durations[(who, name)]), 1)}")
     _, run, calls = sorted(timelines, key=lambda t: t[0])[len(timelines) // 2]
     print(f"   {label}: timeline of the median run ({run.latency * 1000:.0f} ms; ms from the create call,"
           " process, call, server ms; status polls folded):")
-    events = [(c.start, f"{owners.get(c.port, 'other'):7s} {c.name} ({c.status})", c.duration) for c in calls]
-    events += [(v, f"        -- Prefect records {k}", None) for k, v in run.marks.items()]
-    events += [(run.created, "        -- create call answered", None), (run.seen_final, "        -- client sees the final status", None)]
+    events = [(c.start, f"{owners.get(c.port, 'other'):9s} {c.name} ({c.status})", c.duration) for c in calls]
+    events += [(v, f"{'':9s} -- Prefect records {k}", None) for k, v in run.marks.items()]
+    events += [(run.created, f"{'':9s} -- create call answered", None),
+               (run.seen_final, f"{'':9s} -- client sees the final status", None)]
     folded = 0
     for t, text, duration in sorted(events, key=lambda e: e[0]):
         if t > run.created and text.startswith(("api", "bench")) and STATUS_POLL.search(text):
             folded += 1
             continue
-        print(f"     {(t - run.start) * 1000:7.1f}  {text}{'' if duration is None else f'  {duration * 1000:.1f}'}")
+        print(f"     {(t - run.start) * 1000:7.1f}  {text}{'' if duration is None else f'  {ms(duration, 1).strip()}'}")
     print(f"     ({folded} status-poll calls folded)")
 
 
@@ -726,7 +752,7 @@ async def throughput(service: LocalService, base: str, names: list[str], timeout
     return result
 
 
-def print_throughput(result: dict, count: int, cpu: str, calls: list[Call]) -> None:
+def print_throughput(result: dict, count: int, used: dict[str, float], wall: float, calls: list[Call]) -> None:
     final = result["final"]
     outcomes = Counter(status for status, _, _ in final.values())
     start = result["start"]
@@ -752,14 +778,33 @@ def print_throughput(result: dict, count: int, cpu: str, calls: list[Call]) -> N
     errors = Counter(str(err)[:120] for status, _, err in final.values() if status == "error")
     for message, n in errors.most_common(3):
         print(f"     error x{n}: {message}")
-    by_name = Counter(c.name for c in calls)
-    retried = sum(1 for c in calls if c.status == 503)
-    print(f"   Prefect API calls during the phase: {len(calls)} ({len(calls) / max(1, result['runs']):.1f} per task),"
-          f" of which 503 (database busy, retried): {retried}; top endpoints:")
-    for name, n in by_name.most_common(8):
-        spent = sum(c.duration for c in calls if c.name == name)
-        print(f"     {name:58s} {n:6d}  {spent:6.1f} s server time")
-    print(f"   {cpu}")
+    print(f"   {cpu_line(used, wall)}")
+    print_server_cost(used, calls, max(1, result["runs"]))
+
+
+def print_server_cost(used: dict[str, float], calls: list[Call], tasks: int, top: int = 10) -> None:
+    """What the Prefect server spends per task: CPU ms of every Prefect server process (from
+    ``used``, CPU seconds by group), the HTTP calls it answered (``calls``) by route, and
+    the tasks/s one server core would carry at that cost."""
+    server = {name: seconds for name, seconds in used.items() if name.startswith("prefect")}
+    cpu_ms = 1000 * sum(server.values()) / tasks
+    print(f"   server cost per task ({tasks} tasks): {cpu_ms:.0f} ms of Prefect-server CPU"
+          f" ({', '.join(f'{n} {v:.1f} s' for n, v in server.items())}), {len(calls) / tasks:.1f} Prefect API calls"
+          f" ({sum(c.status == 503 for c in calls)} answered 503); projected"
+          f" {1000 / cpu_ms if cpu_ms else float('inf'):.1f} tasks/s per server core")
+    if not calls:
+        print(f"   no calls in the access log: do the Prefect API processes run deployments.prefect_server"
+              f" with {ACCESS_LOG}?")
+    routes: dict[str, list[Call]] = defaultdict(list)
+    for call in calls:
+        routes[call.name].append(call)
+    print(f"   Prefect API calls by route (top {min(top, len(routes))} of {len(routes)};"
+          " calls per task, median server ms, server s in all):")
+    for name, group in sorted(routes.items(), key=lambda kv: -len(kv[1]))[:top]:
+        durations = [c.duration for c in group]  # NaN: not logged (uvicorn's access lines)
+        total = sum(durations)
+        print(f"     {name:62s} {len(group) / tasks:5.2f}  {ms(statistics.median(durations), 1)}"
+              f"  {'     —' if math.isnan(total) else f'{total:6.1f}'}")
 
 
 # --- 3. ceiling ------------------------------------------------------------------------------
@@ -813,7 +858,10 @@ async def ceiling_deployment():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite.")
+    parser.add_argument("--topology", choices=TOPOLOGIES, default="sqlite",
+                        help="sqlite: the embedded Prefect server; scale: PostgreSQL + Redis + 2 Prefect API"
+                             " processes + 1 services process + 2 workers.")
+    parser.add_argument("--postgres", action="store_true", help="sqlite topology's server on PostgreSQL instead.")
     parser.add_argument("--no-step-tasks", action="store_true",
                         help="Service with DRAGONFLOW_STEP_TASKS=false (steps as plain calls) to measure their cost.")
     parser.add_argument("--runs", type=int, default=60, help="Timed latency runs (ours).")
@@ -824,41 +872,39 @@ def main() -> None:
     parser.add_argument("--throughput-timeout", type=float, default=900)
     parser.add_argument("--ceiling-runs", type=int, default=200, help="Runs per concurrency level.")
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "ceiling"])
-    parser.add_argument("--keep-logs", type=Path, help="Copy the request trace and the processes' logs here.")
-    parser.add_argument("--serve-prefect", nargs=2, metavar=("PORT", "TRACE"), help=argparse.SUPPRESS)
+    parser.add_argument("--keep-logs", type=Path, help="Copy the access log and the processes' logs here.")
     args = parser.parse_args()
-    if args.serve_prefect:
-        return serve_recorded_prefect(int(args.serve_prefect[0]), Path(args.serve_prefect[1]))
+    if args.postgres and args.topology != "sqlite":
+        parser.error("--postgres is for the sqlite topology (scale runs on PostgreSQL)")
 
     os.environ["DRAGONFLOW_FETCH_ALLOW"] = "127.0.0.1"  # this process fetches and runs flows too (part 4)
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {machine()}; load average at start {load()}")
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestration-")))
-        database_url, roles = None, {}
+        env, roots = {}, []
         if args.postgres:
-            database_url, roles["postgres"] = stack.enter_context(postgres_cluster())
-        trace = tmp / "trace.tsv"
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"], postmaster = stack.enter_context(postgres_cluster())
+            roots.append(postmaster)
+        if args.no_step_tasks:
+            env["DRAGONFLOW_STEP_TASKS"] = "false"
+        home = tmp / "home"
         if args.keep_logs:  # runs last, once every process has stopped
-            stack.callback(keep_logs, args.keep_logs, [trace, tmp / "prefect-server.log", tmp / "home" / "up.log",
-                                                       tmp / "home" / "stock.log"])
-        prefect_url, server = stack.enter_context(prefect_server(tmp, trace, database_url))
-        roles["prefect"] = server.pid
-        print(f"database: {'PostgreSQL (Debian, default settings)' if args.postgres else 'SQLite (Prefect default)'};"
-              f" Prefect server with a request recorder; service: dragonflow up (warm worker, API)")
+            stack.callback(keep_logs, args.keep_logs, home)
         files = tmp / "files"
         files.mkdir()
         small = jpeg_near(files / "small.jpg", 100_000)
         names = thumb_inputs(files, args.tasks)
         base = stack.enter_context(serve_directory(files))
-        step_tasks = {"DRAGONFLOW_STEP_TASKS": "false"} if args.no_step_tasks else {}
-        service = stack.enter_context(LocalService(tmp / "home", PREFECT_API_URL=prefect_url, **step_tasks))
+        service = stack.enter_context(start_service(home, args.topology, **env))
         os.environ["DRAGONFLOW_HOME"] = str(tmp / "bench-home")  # scratch dirs of the in-process runs
-        roles.update(service_roles(service))
-        stack.enter_context(temporary_settings({PREFECT_API_URL: prefect_url, PREFECT_CLIENT_MAX_RETRIES: 20}))
+        groups = partial(service_groups, service, *roots)
+        database = "PostgreSQL (Debian, default settings)" if args.postgres or args.topology == "scale" else "SQLite"
+        print(f"database: {database}; topology {args.topology}: {', '.join(groups())}")
+        stack.enter_context(temporary_settings({**prefect_settings(service), PREFECT_CLIENT_MAX_RETRIES: 20}))
         print(f"inputs: image.info on a {small.stat().st_size / 1000:.0f} KB {'x'.join(map(str, Image.open(small).size))} JPEG;"
               f" thumbs from 20 JPEGs of 1.0-2.0 MP")
 
@@ -867,33 +913,30 @@ def main() -> None:
             ours, theirs = asyncio.run(latency(service, f"{base}/small.jpg", args.runs, args.stock_runs, runner))
             print_latency(ours, theirs, args.stock_poll)
             steps = in_process_steps(f"{base}/small.jpg")
-            print_phases(ours, theirs, steps, trace)
-            with PortOwners(int(prefect_url.split(":")[-1].split("/")[0]),
-                            {"api": roles["api"], "worker": roles["worker"], "bench": os.getpid(),
-                             "stock": runner.pid}, trees=("stock",)) as owners:
+            print_phases(ours, theirs, steps, home)
+            with PortOwners(prefect_ports(groups()), partial(census_groups, groups, runner)) as owners:
                 census_ours, census_stock = asyncio.run(
                     latency(service, f"{base}/small.jpg", args.census_runs, args.census_runs, runner))
-            print_calls(census_ours, owners.owners, trace, "ours")
-            print_calls(census_stock, owners.owners, trace, "stock")
+            print_calls(census_ours, owners.owners, home, "ours")
+            print_calls(census_stock, owners.owners, home, "stock")
             stop_process(runner, signal.SIGINT)
 
         if "throughput" not in args.skip:
-            meter = CpuMeter(roles)
+            meter = CpuMeter(groups)
             meter.start()
             result = asyncio.run(throughput(service, base, names, args.throughput_timeout))
-            cpu = meter.read()
-            print_throughput(result, args.tasks, cpu, read_trace(trace, result["start"], time.time()))
+            print_throughput(result, args.tasks, *meter.used(), read_trace(home, result["start"], time.time()))
 
         if "ceiling" not in args.skip:
             deployment_id = asyncio.run(ceiling_deployment())
             print("\n3. Ceiling: flow runs the Prefect server alone records per second (create from a deployment,"
                   " then Pending, Running, Completed; Prefect's client, this process)")
             for concurrency in (1, 4, 8):
-                meter = CpuMeter(roles)
+                meter = CpuMeter(groups)
                 meter.start()
                 start = time.time()
                 rate, rejected = asyncio.run(ceiling(args.ceiling_runs, concurrency, deployment_id))
-                calls = read_trace(trace, start, time.time())
+                calls = read_trace(home, start, time.time())
                 busy = sum(1 for c in calls if c.status == 503)
                 print(f"   {concurrency} client(s): {rate:6.1f} runs/s ({args.ceiling_runs} runs, {len(calls)} calls,"
                       f" {busy} answered 503 and retried; {rejected} transitions not accepted)")
@@ -901,9 +944,38 @@ def main() -> None:
         print(f"\nload average at end {load()}")
 
 
-def keep_logs(directory: Path, paths: list[Path]) -> None:
+@contextmanager
+def start_service(home: Path, topology: str, **env: str) -> Iterator[LocalService]:
+    """The service in ``topology`` (``TOPOLOGIES``), its Prefect servers logging every HTTP
+    request (``read_trace``): ours to ``ACCESS_FILE``; on the scale topology, ``prefect server
+    start`` at log level INFO (uvicorn's access lines in its log)."""
+    logging = {ACCESS_LOG: str(home / ACCESS_FILE)}
+    if topology == "scale":
+        logging["PREFECT_SERVER_LOGGING_LEVEL"] = "INFO"
+    with LocalService(home, **TOPOLOGIES[topology], **logging, **env) as service:
+        yield service
+
+
+def prefect_settings(service: LocalService) -> dict:
+    """Prefect client settings for the service's Prefect API (and its auth string, if any)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+    settings = {PREFECT_API_URL: service.prefect_api}
+    if "PREFECT_API_AUTH_STRING" in service.env:
+        settings[PREFECT_API_AUTH_STRING] = service.env["PREFECT_API_AUTH_STRING"]
+    return settings
+
+
+def census_groups(groups: Callable[[], Groups], runner: subprocess.Popen) -> Groups:
+    """The service's processes other than Prefect's, this process and the stock runner's tree."""
+    found = {name: pids for name, pids in groups().items() if not name.startswith("prefect")}
+    return {**found, "bench": [os.getpid()], "stock": [runner.pid, *descendants(runner.pid, process_table())]}
+
+
+def keep_logs(directory: Path, home: Path) -> None:
+    """Copy the service's logs and access log from ``home`` to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    for path in paths:
+    for path in [*home.glob("*.log"), home / ACCESS_FILE]:
         if path.exists():
             shutil.copy(path, directory / path.name)
 
