@@ -63,7 +63,7 @@ class RunWatcher:
         client: PrefectClient,
         interval: float = 0.05,
         max_interval: float = 0.5,
-        max_age: float = 0.1,
+        max_age: float = 0.3,
         trust_age: float = 2.0,
     ):
         self._client = client
@@ -193,8 +193,9 @@ class RunWatcher:
         return found
 
     async def poll_once(self) -> int:
-        """Read the watched runs once and hand out what changed; how many changed."""
-        found = await self._read(list(self._queues))
+        """Hand out what changed among the watched runs (reading only those whose snapshot
+        is stale: running ones, and any a state event made out of date); how many changed."""
+        found = await self.current(list(self._queues))
         changed = 0
         for run_id, view in found.items():
             mark = fingerprint(view)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import queue
 import re
-import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
 import pytest
@@ -19,7 +17,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
-from deployments.local import LocalService, free_port
+from deployments.local import LocalService, free_port, serve_http
 from flows.steps.notify import CALLBACK_FLOW
 from flows.contract.keys import run_id_for
 from tests.conftest import Service
@@ -51,15 +49,8 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def receiver(port: int = 0) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver(port: int = 0):
+    return serve_http(Receiver, port)
 
 
 @pytest.fixture(scope="module")

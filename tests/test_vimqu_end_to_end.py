@@ -11,7 +11,6 @@ import posixpath
 import re
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from flows.outputs import package as pkg
 from flows.steps.notify import verify_signature
-from tests.media_tools import ffprobe_json, run
+from tests.media_tools import extinf_durations, ffprobe_json, mpd_segment_durations, run
 from tests.storage_servers import ROOT, ftp_server
 from tests.test_vimqu_api import VimquClient, new_account, unique, wait_until
 from tests.test_vimqu_flow import decoded_frames, key_times
@@ -30,7 +29,6 @@ DURATION = 8
 SEGMENT = 2.0
 RUNGS = {"180p": (320, 180), "240p": (426, 240), "360p": (640, 360)}
 TASK_TIMEOUT = 180
-NS = {"mpd": pkg.MPD_NS}
 
 
 @pytest.fixture(scope="module")
@@ -168,15 +166,10 @@ def test_hls_and_dash_play_with_aligned_segments_on_every_rung(task, storages, t
         assert len({tuple(t) for t in times.values()}) == 1, times  # all rungs share their keyframes
         assert times["360p"] == [i * SEGMENT for i in range(segments)], times
     for playlist in (hls_dir / rung / "index.m3u8" for rung in RUNGS):
-        extinf = [float(x) for x in re.findall(r"#EXTINF:([\d.]+),", playlist.read_text())]
+        extinf = extinf_durations(playlist)
         assert all(abs(d - SEGMENT) <= 0.1 for d in extinf[:-1]) and abs(sum(extinf) - DURATION) < 0.1, extinf
-    mpd = ET.parse(dash_dir / pkg.MPD).getroot()
-    for rep in mpd.iter(f"{{{pkg.MPD_NS}}}Representation"):
-        template = rep.find("mpd:SegmentTemplate", NS)
-        scale = int(template.get("timescale"))
-        durations = [int(s.get("d")) / scale for s in template.findall("mpd:SegmentTimeline/mpd:S", NS)
-                     for _ in range(int(s.get("r", "0")) + 1)]
-        assert all(abs(d - SEGMENT) <= 0.1 for d in durations[:-1]), (rep.get("id"), durations)
+    for rep, durations in mpd_segment_durations(dash_dir / pkg.MPD).items():
+        assert all(abs(d - SEGMENT) <= 0.1 for d in durations[:-1]), (rep, durations)
 
 
 def test_thumbnails_and_the_mp4(task, storages, tmp_path):

@@ -12,12 +12,11 @@ import posixpath
 import re
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from tests.media_tools import ffprobe_json, run
+from tests.media_tools import extinf_durations, ffprobe_json, mpd_segment_durations, run
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -35,7 +34,6 @@ ACCOUNT = "local"
 FPS = 30
 DURATION = 6
 SEGMENT = 2.0
-NS = {"mpd": pkg.MPD_NS}
 UTC_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 RUN_TIMEOUT = 150
 
@@ -251,15 +249,10 @@ async def test_one_input_four_outputs_on_four_storages(
     for rung in ("240p", "360p"):  # a segment of every rung decodes: one segment's worth of frames
         assert decoded_frames(hls_dir / rung, "seg_00002.m4s") == SEGMENT * FPS
     for playlist in hls_dir.glob("*/index.m3u8"):
-        extinf = [float(x) for x in re.findall(r"#EXTINF:([\d.]+),", playlist.read_text())]
+        extinf = extinf_durations(playlist)
         assert all(abs(d - SEGMENT) <= 0.1 for d in extinf[:-1]) and abs(sum(extinf) - DURATION) < 0.1, extinf
-    mpd = ET.parse(dash_dir / pkg.MPD).getroot()
-    for rep in mpd.iter(f"{{{pkg.MPD_NS}}}Representation"):
-        template = rep.find("mpd:SegmentTemplate", NS)
-        scale = int(template.get("timescale"))
-        durations = [int(s.get("d")) / scale for s in template.findall("mpd:SegmentTimeline/mpd:S", NS)
-                     for _ in range(int(s.get("r", "0")) + 1)]
-        assert all(abs(d - SEGMENT) <= 0.1 for d in durations[:-1]), (rep.get("id"), durations)
+    for rep, durations in mpd_segment_durations(dash_dir / pkg.MPD).items():
+        assert all(abs(d - SEGMENT) <= 0.1 for d in durations[:-1]), (rep, durations)
     times = {rung: key_times(dash_dir / rung) for rung in ("240p", "360p")}
     assert times["240p"] == times["360p"] and len(times["240p"]) == DURATION / SEGMENT, times
     # hls and dash asked with the same ladder: one encode, the same segment files on both servers

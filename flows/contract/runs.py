@@ -158,9 +158,15 @@ async def record_result(value: Any, description: str = "Task result") -> None:
     ).acreate()
 
 
+def _may_have_artifacts(run: FlowRun) -> bool:
+    """Whether the run has started (a result or progress may exist): not merely queued."""
+    return run.start_time is not None or run.state is None or run.state.type not in (StateType.SCHEDULED,
+                                                                                      StateType.PENDING)
+
+
 async def read_runs(client: PrefectClient, run_ids: list[UUID]) -> dict[UUID, RunView]:
     """Flow runs and their result/progress artifacts: two API calls per ``READ_CHUNK`` runs
-    (Prefect answers at most 200 objects per call)."""
+    (Prefect answers at most 200 objects per call), one when none has started."""
     found: dict[UUID, RunView] = {}
     for start in range(0, len(run_ids), READ_CHUNK):
         chunk = run_ids[start : start + READ_CHUNK]
@@ -169,14 +175,17 @@ async def read_runs(client: PrefectClient, run_ids: list[UUID]) -> dict[UUID, Ru
         )
         if not runs:
             continue
+        found.update({r.id: RunView(r) for r in runs})
+        started = [r.id for r in runs if _may_have_artifacts(r)]
+        if not started:  # queued runs have no result or progress yet: one call saved
+            continue
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[r.id for r in runs]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=started),
                 type=ArtifactFilterType(any_=[RESULT_ARTIFACT, PROGRESS_ARTIFACT]),
             ),
             limit=MAX_READ,
         )
-        found.update({r.id: RunView(r) for r in runs})
         for artifact in sorted(artifacts, key=lambda a: a.created):
             if artifact.flow_run_id in found:
                 found[artifact.flow_run_id].artifacts.append(artifact)
