@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         ge=10,
         validation_alias=AliasChoices("DRAGONFLOW_HEARTBEAT_TIMEOUT", "DRAGONFLOW_CRASH_AFTER_SECONDS"),
         description="Seconds without a heartbeat after which a running task's worker counts as dead: the task is"
-        " run again (crash_retries) or ends Crashed. Workers beat every third of it. Old name:"
+        " run again (crash_retries) or ends Crashed. Workers beat every third of it; at least 10. Old name:"
         " DRAGONFLOW_CRASH_AFTER_SECONDS.",
     )
     crash_retries: int = Field(
