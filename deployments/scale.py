@@ -145,7 +145,10 @@ class PrefectTier:
         """What a client (our API, a worker) of replica ``replica`` needs (and the Redis
         that our API processes share the VimQu rate limit in)."""
         return {"PREFECT_API_URL": self.api_urls[replica % self.api_processes], "PREFECT_API_AUTH_STRING": self.auth,
-                "DRAGONFLOW_REDIS_URL": self.redis_url}
+                "DRAGONFLOW_REDIS_URL": self.redis_url,
+                # A state change whose event cannot reach Redis (restarting) is rolled back
+                # and answered 500: proposing it again is safe, and nothing is lost.
+                "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500"}
 
     def _env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, **self.prefect_settings(), **extra}

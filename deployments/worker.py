@@ -172,18 +172,22 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
 
     async def _submit_run(self, flow_run: FlowRun) -> None:
         """Claim the run (Pending) and run it here; replaces the stock subprocess launch."""
-        claimed = False
+        ended = False  # the run was claimed and its end recorded by the engine
         try:
-            if claimed := await self._propose_pending_state(flow_run):
+            if await self._propose_pending_state(flow_run):
                 if self._cancelling_observer is not None:
                     self._cancelling_observer.add_in_flight_flow_run_id(flow_run.id)
                 await self.run(flow_run)
+                ended = True
         except Exception as exc:
             self.get_flow_run_logger(flow_run).exception("The warm worker could not run this flow run")
             await self._propose_crashed_state(flow_run, f"the worker could not run the task: {exc}")
         finally:
-            if claimed:
-                _emit(RELEASED, flow_run.id)  # after any beat of it: the same events stream
+            # After any beat of it (same events stream). A run whose end could not be
+            # recorded (Prefect failing) is not released: its beats stop, and recover-run
+            # runs it again or marks it Crashed.
+            if ended:
+                _emit(RELEASED, flow_run.id)
             self._release_limit_slot(flow_run.id)
             self._submitting_flow_run_ids.discard(flow_run.id)
             if self._cancelling_observer is not None:
