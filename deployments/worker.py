@@ -135,6 +135,7 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
         self._flows: dict[UUID, Flow[..., Any]] = {}
         self._bodies: dict[UUID, asyncio.Task[Any]] = {}
         self._wake = asyncio.Event()
+        self._backlog = False  # the last pickup left runs waiting (or was skipped: no free slot)
 
     async def _flow_for(self, flow_run: FlowRun) -> Flow[..., Any]:
         deployment_id = flow_run.deployment_id
@@ -148,9 +149,11 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
     async def _get_scheduled_flow_runs(self) -> list[WorkerFlowRunResponse]:
         """At most as many scheduled runs as there are free slots, none when all are taken
         (Prefect's worker asks for up to 200 runs on every poll, which made each pickup of a
-        large batch cost the server ~50 ms)."""
+        large batch cost the server ~50 ms). A finished run wakes the pickup only when this
+        left runs waiting: otherwise the next Scheduled event does."""
         free = int(self._limiter.available_tokens) if self._limiter else DEFAULT_PICKUP
         if free < 1:
+            self._backlog = True  # runs may be waiting: ask again when a slot frees
             return []
         scheduled_before = datetime.now(timezone.utc) + timedelta(seconds=self._prefetch_seconds)
         try:
@@ -168,7 +171,9 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
             if exc.response.status_code == 404:  # the pool comes back with the next heartbeat
                 return []
             raise
-        return SCHEDULED_RUNS.validate_python(response.json())
+        runs = SCHEDULED_RUNS.validate_python(response.json())
+        self._backlog = len(runs) >= free
+        return runs
 
     async def _submit_run(self, flow_run: FlowRun) -> None:
         """Claim the run (Pending) and run it here; replaces the stock subprocess launch."""
@@ -192,7 +197,8 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
             self._submitting_flow_run_ids.discard(flow_run.id)
             if self._cancelling_observer is not None:
                 self._cancelling_observer.remove_in_flight_flow_run_id(flow_run.id)
-            self._wake.set()  # a slot is free: take the next queued run now
+            if self._backlog:  # a slot is free and runs were left waiting: take the next now
+                self._wake.set()
 
     async def run(
         self,
