@@ -82,7 +82,7 @@ def up(
         settings.public_url = f"http://127.0.0.1:{port}"
     settings.home.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(lambda line: typer.echo(line, err=True))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _stop_on_signals()
     try:
         clients = _start_prefect(supervisor, settings, prefect_port, scale, api_processes, prefect_host)
         with temporary_settings(_prefect_settings(clients[0])):
@@ -109,6 +109,20 @@ def up(
         pass
     finally:
         stop(supervisor.processes)
+
+
+def _stop_on_signals() -> None:
+    """SIGINT or SIGTERM stops ``up`` and everything it started, once: a second signal
+    cannot interrupt the stopping. (SIGINT is set here explicitly: a shell that starts
+    ``up`` in the background makes it inherit SIGINT ignored.)"""
+
+    def stop_once(*_: Any) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, stop_once)
 
 
 def _start_prefect(supervisor: Supervisor, settings: Settings, prefect_port: int, scale: bool,

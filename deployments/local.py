@@ -112,7 +112,7 @@ class LocalService:
 
     def __exit__(self, *exc_info: object) -> None:
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:

@@ -37,6 +37,8 @@ def scale(tmp_path_factory) -> Iterator[LocalService]:
                       DRAGONFLOW_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT), DRAGONFLOW_WORKER_POLL_SECONDS="60",
                       DRAGONFLOW_CRASH_RETRIES="2") as local:
         yield local
+        started = local.children("")
+    assert started and not [pid for pid in started if Path(f"/proc/{pid}").exists()], "up left processes behind"
 
 
 @pytest.fixture(scope="module")
