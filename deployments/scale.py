@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployments.local import free_port
-from deployments.server import api_url_for, is_healthy, wait_until
+from deployments.server import api_url_for, is_healthy, stop, wait_until
 from flows.settings import Settings
 
 POSTGRES_BIN = Path("/usr/lib/postgresql")
@@ -185,7 +185,7 @@ class PrefectTier:
 
     def restart_postgres(self) -> subprocess.Popen | None:
         """Start the local PostgreSQL again on its port (after it died)."""
-        _stop(self.postgres)
+        stop([self.postgres] if self.postgres else [])
         return self.start_postgres(_port_of(self.database_url))
 
     def start_redis(self, port: int | None = None) -> subprocess.Popen | None:
@@ -209,7 +209,7 @@ class PrefectTier:
 
     def restart_redis(self) -> subprocess.Popen | None:
         """Stop the local Redis and start it again on the same port (its data kept)."""
-        _stop(self.redis)
+        stop([self.redis] if self.redis else [])
         return self.start_redis(_port_of(self.redis_url))
 
     # Prefect ----------------------------------------------------------------------------
@@ -246,8 +246,9 @@ class PrefectTier:
     def prefect_processes(self) -> list[subprocess.Popen]:
         return [p for p in [*self.apis, self.services] if p is not None]
 
-    def start(self) -> "PrefectTier":
-        """Everything, in order; returns self once every API process answers."""
+    def start(self) -> None:
+        """Everything, in order, until every API process answers (the caller supervises
+        and stops the processes: see ``dragonflow up --scale``)."""
         (self.home / "prefect").mkdir(parents=True, exist_ok=True)
         self.start_postgres()
         self.start_redis()
@@ -258,27 +259,6 @@ class PrefectTier:
             self.start_api(replica)
         self.start_services()
         self.wait_ready()
-        return self
-
-    def stop_prefect(self) -> None:
-        """Stop the Prefect processes (PostgreSQL and Redis keep running)."""
-        for process in self.prefect_processes:
-            _stop(process)
-
-    def stop(self) -> None:
-        self.stop_prefect()
-        _stop(self.redis)
-        _stop(self.postgres)
-
-    def __enter__(self) -> "PrefectTier":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _port_of(url: str) -> int:
@@ -294,14 +274,3 @@ def _redis_answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
     except redis.RedisError:
         return False
-
-
-def _stop(process: subprocess.Popen | None, grace: float = 15.0) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

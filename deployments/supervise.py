@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 MAX_BACKOFF = 30.0
@@ -23,7 +23,6 @@ class Child:
     started_at: float = 0.0
     backoff: float = 0.5
     restart_at: float | None = None
-    deaths: int = field(default=0)
 
     def launch(self) -> None:
         self.process, self.started_at, self.restart_at = self.start(), time.monotonic(), None
@@ -57,7 +56,6 @@ class Supervisor:
         now = time.monotonic()
         for child in self.children:
             if child.restart_at is None and child.process is not None and child.process.poll() is not None:
-                child.deaths += 1
                 child.backoff = 1.0 if now - child.started_at > STABLE_SECONDS else min(2 * child.backoff, MAX_BACKOFF)
                 child.restart_at = now + child.backoff
                 self.log(f"{child.name} exited ({child.process.returncode}): starting it again in {child.backoff:g} s")
