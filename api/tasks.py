@@ -451,12 +451,18 @@ class TaskService:
     async def stream(
         self, keys: list[str], account: str, *, version: str, timeout: float = 3600.0
     ) -> AsyncIterator[str]:
-        """Newline-delimited JSON: the current statuses, then each status change."""
+        """Newline-delimited JSON: the current statuses, then each status change (and each
+        partial result published between two reads, so none is skipped)."""
         found = await self.read(keys, account)
         sent = {key: self.render(key, found.get(key), version=version) for key in keys}
+        shown = {key: view.result_ids() for key, view in found.items()}
         yield json.dumps(list(sent.values())) + "\n"
         async for key in self.changes(found, timeout=timeout):
-            status = self.render(key, found[key], version=version)
+            view = found[key]
+            for earlier in view.partials_after(shown[key]):
+                yield json.dumps(self.render(key, earlier, version=version)) + "\n"
+            shown[key] = view.result_ids()
+            status = self.render(key, view, version=version)
             if status != sent[key]:
                 sent[key] = status
                 yield json.dumps(status) + "\n"

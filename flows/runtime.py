@@ -25,7 +25,7 @@ from prefect.states import Completed, Failed
 
 from flows.contract import secrets
 from flows.contract.keys import key_for
-from flows.contract.runs import record_result
+from flows.contract.runs import PARTIAL_RESULT, record_result
 from flows.errors import TaskError
 from flows.params import TaskParams
 from flows.settings import get_settings
@@ -77,7 +77,7 @@ async def report_progress(percent: float, *, force: bool = False) -> None:
 
 async def publish_partial(values: dict[str, Any]) -> None:
     """Publish part of the result early: the status stays ``executing`` with this ``result``."""
-    await record_result(values, description="Partial result")
+    await record_result(values, description=PARTIAL_RESULT)
 
 
 def _run_name() -> str:

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
-from prefect.client.schemas.objects import FlowRun, State, StateType
+from prefect.client.schemas.objects import Artifact, FlowRun, State, StateType
 
 from flows.contract.keys import key_for, run_id_for
-from flows.contract.runs import INVALID_PARAMETERS, RunView
+from flows.contract.runs import INVALID_PARAMETERS, PARTIAL_RESULT, RESULT_ARTIFACT, RunView
 from flows.contract.stupeflix import stupeflix_status, unknown_status
 
 # Every task key in seed 000's examples (grep -ohE '\b[A-Z2-7]{26}\b' 000_*.txt).
@@ -84,6 +84,21 @@ def test_events_of_a_run_that_ran():
     assert events["queued"] < events["started"] < events["completed"]
     queued = stupeflix_status(RunView(run_in(StateType.SCHEDULED)))["events"]
     assert set(queued) == {"queued"}
+
+
+def test_partial_results_missed_between_two_reads_are_replayed_as_executing():
+    ran = run_in(StateType.COMPLETED, start_time=T0 + timedelta(seconds=1), end_time=T0 + timedelta(seconds=4))
+    partials = [Artifact(type=RESULT_ARTIFACT, data=data, description=PARTIAL_RESULT)
+                for data in ({"duration": 5.0}, {"duration": 5.0, "preview": "p.mp4"})]
+    final = Artifact(type=RESULT_ARTIFACT, data={"duration": 5.0, "preview": "p.mp4", "export": "e.mp4"},
+                     description="Task result")
+    view = RunView(ran, [*partials, Artifact(type="progress", data=80), final])
+    replayed = [stupeflix_status(earlier) for earlier in view.partials_after({partials[0].id})]
+    assert [(s["status"], s["result"]) for s in replayed] == [("executing", partials[1].data)]
+    assert "completed" not in replayed[0]["events"]
+    assert [s["result"] for s in map(stupeflix_status, view.partials_after(set()))] == [p.data for p in partials]
+    assert view.partials_after(view.result_ids()) == []
+    assert stupeflix_status(view)["result"] == final.data
 
 
 def test_seed_example_keys_round_trip():

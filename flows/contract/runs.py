@@ -23,11 +23,13 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.client.schemas.objects import Artifact, FlowRun, StateType
+from prefect.states import Running
 from pydantic import BaseModel
 
 RESULT_ARTIFACT = "result"
 PROGRESS_ARTIFACT = "progress"
 WRAPPED_RESULT = "Task result (value)"
+PARTIAL_RESULT = "Partial result"
 INVALID_PARAMETERS = "InvalidParameters"
 ACCOUNT_TAG = "account:"
 TASK_TAG = "task:"
@@ -91,6 +93,22 @@ class RunView:
             if artifact.type == RESULT_ARTIFACT:
                 value = result_value(artifact)
         return value
+
+    def partials_after(self, shown: set[UUID]) -> list["RunView"]:
+        """The run as it stood at each partial result not in ``shown`` and since replaced
+        by a newer result (oldest first): running, with the artifacts up to that one. A
+        stream replays them so a fast task's ``duration`` partial is not skipped."""
+        results = [a for a in self.artifacts if a.type == RESULT_ARTIFACT]
+        missed = [a for a in results[:-1] if a.id not in shown and a.description == PARTIAL_RESULT]
+        if not missed:
+            return []
+        began = {"timestamp": self.run.start_time} if self.run.start_time else {}
+        running = self.run.model_copy(update={"state": Running(**began)})
+        return [RunView(running, self.artifacts[: self.artifacts.index(a) + 1]) for a in missed]
+
+    def result_ids(self) -> set[UUID]:
+        """The ids of the run's result artifacts (partial and final)."""
+        return {a.id for a in self.artifacts if a.type == RESULT_ARTIFACT}
 
     @property
     def progress(self) -> Any:
