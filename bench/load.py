@@ -162,14 +162,17 @@ async def post_at_rate(api: str, secret: str, definitions: list[dict], count: in
 
 async def report_progress(progress: list[Task], count: int, groups: Callable[[], Groups],
                           every: float = PROGRESS_EVERY) -> None:
-    """Every ``every`` seconds: tasks ended so far and the service's total RSS."""
+    """Every ``every`` seconds: tasks ended so far, the service's total RSS and each
+    process group's PSS (a soak shows whether memory levels off)."""
     start = time.monotonic()
     while True:
         await asyncio.sleep(every)
-        total = sum(rss for rss, _, _ in memory(groups()).values())
+        sizes = memory(groups())
+        total = sum(rss for rss, _, _ in sizes.values())
+        pss = ", ".join(f"{name} {size:.0f}" for name, (_, size, _) in sizes.items())
         print(f"   {time.monotonic() - start:6.0f} s: {len(progress)}/{count} ended"
               f" ({Counter(t.outcome for t in progress).get('lost', 0)} lost), service RSS {total:.0f} MiB,"
-              f" load {load()}", flush=True)
+              f" load {load()}; PSS MiB: {pss}", flush=True)
 
 
 async def run_load(api: str, secret: str, definitions: list[dict], count: int, rate: float, bound: float,
