@@ -295,6 +295,25 @@ def test_grow_scale_keys_and_rot_in_animate_an_overlay(tmp_path):
     assert abs(placed[0] - 64) <= 2 and abs(placed[1] - 9) <= 2  # then lies in its box
 
 
+def test_custom_keys_move_linearly_or_eased_in_quadratic_mode(tmp_path):
+    """A box keyed from pos 0 to pos 1 (half the frame height, 45 px) over 2 s: a quarter of
+    the way at 0.5 s in the default mode; an eighth with ``mode="quadratic"`` (ease-in-out),
+    halfway at 1 s in both, seven eighths at 1.5 s eased."""
+    keys = '<key time="0" pos="0,0,0"/><key time="2" pos="1,0,0"/>'
+    xml = movie(''.join(
+        f'<stack duration="2"><effect type="none"><image color="#000000"/></effect>'
+        f'<overlay left="0.1" width="0.1" top="0.4" height="0.2"><image color="#ff0000"/>'
+        f'<animator type="custom"{mode}>{keys}</animator></overlay></stack>'
+        for mode in ("", ' mode="quadratic"')))
+    plan, command, out = render_definition(tmp_path, xml, {})
+    assert plan.duration == 4.0 and not command.warnings
+    decoded = frames(out)
+    for first, expected in ((0, (0.25, 0.5, 0.75)), (20, (0.125, 0.5, 0.875))):
+        x0 = _box_extent(decoded[first])[2]
+        moved = [(_box_extent(decoded[first + i])[2] - x0) / 45 for i in (5, 10, 15)]
+        assert moved == pytest.approx(expected, abs=0.05), (first, moved)
+
+
 def test_a_long_movie_renders_in_windows_exactly_as_in_one_graph(tmp_path, pictures):
     """Windows (chunks.py) cut where nothing changes: Ken Burns pictures, captions and a logo
     spanning the cuts, transitions kept whole; the result matches the one-graph render to the

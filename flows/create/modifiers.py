@@ -162,20 +162,21 @@ def _depth_scale(z: float) -> float:
 def _custom(graph: FilterGraph, node, stream: Stream, a: int) -> Stream:
     """A keyframed path: ``scale`` then ``pos`` then ``rot`` (§11.2's order)."""
     keys: tuple[Key, ...] = node.keys
+    eased = str(node.params.get("mode", "linear") or "linear").strip() == "quadratic"
     if any(k.params.get("orient") is not None for k in keys):
         graph.warn(node.line, "<animator type=\"custom\"> orient keys are not rendered: ignored")
     scaled = [k for k in keys if k.params.get("scale") is not None]
     if scaled:
         own = f"((in-1-{a})/{graph.rate})"
-        sx, sy = (_keyed([(k.time, k.params.get("scale")[axis]) for k in scaled], own) for axis in (0, 1))
+        sx, sy = (_keyed([(k.time, k.params.get("scale")[axis]) for k in scaled], own, eased) for axis in (0, 1))
         biggest = max(max(abs(v) for v in k.params.get("scale")[:2]) for k in scaled)
         stream = _zoom(graph, stream, sx, sy, biggest)
     moved = [k for k in keys if k.params.get("pos") is not None]
     if moved:
         t = f"(t-{{T0}}-{graph.seconds(a)})"
         H = graph.height
-        dx = _keyed([(k.time, k.params.get("pos")[0] * H / 2) for k in moved], t)
-        dy = _keyed([(k.time, -k.params.get("pos")[1] * H / 2) for k in moved], t)
+        dx = _keyed([(k.time, k.params.get("pos")[0] * H / 2) for k in moved], t, eased)
+        dy = _keyed([(k.time, -k.params.get("pos")[1] * H / 2) for k in moved], t, eased)
         stream = replace(stream, x=f"({stream.x})+{dx}", y=f"({stream.y})+{dy}")
     turned = [k for k in keys if k.params.get("rot") is not None]
     if turned:
@@ -184,19 +185,24 @@ def _custom(graph: FilterGraph, node, stream: Stream, a: int) -> Stream:
                                   " drawn about the z axis")
         # rotate's own time: n frames into the stream; SXML angles are counter-clockwise
         angle = _keyed([(k.time, -math.radians(k.params.get("rot")[0])) for k in turned],
-                       f"((n-{a})/{graph.rate})")
+                       f"((n-{a})/{graph.rate})", eased)
         stream = _rotate(graph, stream, angle)
     return stream
 
 
-def _keyed(points: list[tuple[float, float]], t: str) -> str:
-    """A piecewise-linear expression of the time expression ``t`` through ``points``
-    (``(time, value)``, sorted), held before the first and after the last."""
+def _keyed(points: list[tuple[float, float]], t: str, eased: bool = False) -> str:
+    """An expression of the time expression ``t`` through ``points`` (``(time, value)``,
+    sorted), held before the first and after the last: linear between keys, or with
+    ``eased`` (``mode="quadratic"``) a quadratic ease-in-out, so the motion starts and stops
+    smoothly at every key."""
     expr = num(points[-1][1])
     for (ta, va), (tb, vb) in reversed(list(zip(points, points[1:]))):
         if tb <= ta:
             continue
-        segment = f"({num(va)}+({num(vb - va)})*({t}-{num(ta)})/{num(tb - ta)})"
+        u = f"({t}-{num(ta)})/{num(tb - ta)}"
+        if eased:
+            u = f"if(lt({u},0.5),2*pow({u},2),1-2*pow(1-{u},2))"
+        segment = f"({num(va)}+({num(vb - va)})*{u})"
         expr = f"if(lt({t},{num(tb)}),{segment},{expr})"
     return f"if(lt({t},{num(points[0][0])}),{num(points[0][1])},{expr})"
 
