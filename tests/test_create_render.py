@@ -314,6 +314,46 @@ def test_custom_keys_move_linearly_or_eased_in_quadratic_mode(tmp_path):
         assert moved == pytest.approx(expected, abs=0.05), (first, moved)
 
 
+def test_masks_cut_a_node_by_the_luma_alpha_or_colours_of_their_image(tmp_path, pictures):
+    """A red node over a blue one, masked by a picture white (or opaque) on its left half:
+    ``lumamask`` and ``alphamask`` keep the left half red, ``lumainvmask`` the right half,
+    ``mask`` with ``opaqueColor`` picks the red half of a red/green picture; a mask filter
+    with no picture is ignored with a warning."""
+    def halves(left, right, mode="RGB"):
+        def draw(image):
+            image.paste(left, (0, 0, 100, 120))
+            image.paste(right, (100, 0, 200, 120))
+        return draw
+
+    luma, _ = pictures("luma.png", draw=halves((255, 255, 255), (0, 0, 0)))
+    colours, _ = pictures("colours.png", draw=halves((255, 0, 0), (0, 255, 0)))
+    alpha_url = "https://example.com/alpha.png"
+    pictures.files[alpha_url] = tmp_path / "alpha.png"
+    cut = Image.new("RGBA", (200, 120), (90, 90, 90, 255))
+    cut.paste((90, 90, 90, 0), (100, 0, 200, 120))
+    cut.save(tmp_path / "alpha.png")
+
+    def masked(kind: str, url: str | None, extra: str = "") -> str:
+        inside = f'<image filename="{url}"/>' if url else ""
+        return ('<stack duration="1"><effect type="none"><image color="#0000ff"/></effect>'
+                f'<effect type="none"><image color="#ff0000"/><filter type="{kind}"{extra}>{inside}</filter>'
+                '</effect></stack>')
+
+    xml = movie(masked("lumamask", luma) + masked("lumainvmask", luma) + masked("alphamask", alpha_url)
+                + masked("mask", colours, ' opaqueColor="#ff0000" transparentColor="#00ff00"')
+                + masked("lumamask", None))
+    _, command, out = render_definition(tmp_path, xml, pictures.files)
+    assert command.warnings == ('line 1: <filter type="lumamask"> needs an <image> (a picture or a color) to mask'
+                                ' with: ignored',)
+    decoded = frames(out)
+    left, right = (8, 8, W // 2 - 8, H - 8), (W // 2 + 8, 8, W - 8, H - 8)
+    red, blue = (255, 0, 0), (0, 0, 255)
+    for second, expected in ((0.5, (red, blue)), (1.5, (blue, red)), (2.5, (red, blue)), (3.5, (red, blue)),
+                             (4.5, (red, red))):
+        seen = mean_colour(at(decoded, second), left), mean_colour(at(decoded, second), right)
+        assert close(seen[0], expected[0]) and close(seen[1], expected[1]), (second, seen)
+
+
 def test_a_long_movie_renders_in_windows_exactly_as_in_one_graph(tmp_path, pictures):
     """Windows (chunks.py) cut where nothing changes: Ken Burns pictures, captions and a logo
     spanning the cuts, transitions kept whole; the result matches the one-graph render to the

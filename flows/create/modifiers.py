@@ -4,7 +4,10 @@ Filters: ``alpha`` (a fade of the node's opacity over the filter's span, or a co
 opacity), ``blur`` and the other blurs (``gblur``), ``colormap`` (negative / black & white);
 ``frame``, ``borderBlur``, ``colormap`` and ``fitAdapter`` of a picture are done once on the
 still (``stills.still_filters``). ``distancemap``/``distancecolor`` are the text's
-(``text.py``: stroke and drop shadow). Other filters are ignored with a warning.
+(``text.py``: stroke and drop shadow). The masks (``mask``, ``lumamask``, ``alphamask`` and
+their ``inv`` kinds) cut the node's alpha by the cover of their ``<image>`` (a picture
+stretched to the node, or a colour; ``stills.mask_cover``); a mask made of a nested render is
+not drawn. Other filters are ignored with a warning.
 
 Animators move a node in 2D over the animator's span (values held before and after it):
 
@@ -27,9 +30,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Callable
 
 from flows.create.graph import FilterGraph, Stream, num
-from flows.create.sxml import Key
+from flows.create.sxml import Filter, Key
 from flows.create.timeline import Modifier
 
 GROW_CAMERA = 2.0
@@ -44,13 +48,23 @@ TEXT_FILTERS = frozenset(("distancemap", "distancecolor"))
 ANIMATED = frozenset(("slide-in", "slide-out", "slide", "grow", "rot-in", "rot-out", "custom"))
 
 
-def apply(graph: FilterGraph, modifiers: list[Modifier], stream: Stream, *, still: bool) -> Stream:
+MASKS = frozenset(("mask", "alphamask", "alphainvmask", "lumamask", "lumainvmask"))
+MaskCover = Callable[[Filter, Stream], "str | None"]
+"""A mask filter's cover for a stream: the label of a grey stream as long and as big as it
+(255 = kept), or None when the filter has no picture or colour to make one from."""
+
+
+def apply(graph: FilterGraph, modifiers: list[Modifier], stream: Stream, *, still: bool,
+          cover: MaskCover | None = None) -> Stream:
     """``stream`` through its ``modifiers``; ``still``: a picture clip whose still filters
-    were done by Pillow."""
+    were done by Pillow; ``cover`` makes the cover of a mask filter."""
     for modifier in modifiers:
         node = modifier.node
         if node.tag == "filter":
             if node.type in STILL_FILTERS and still:
+                continue
+            if node.type in MASKS:
+                stream = _mask(graph, modifier, stream, cover)
                 continue
             stream = _filter(graph, modifier, stream)
         else:
@@ -103,6 +117,27 @@ def _filter(graph: FilterGraph, modifier: Modifier, stream: Stream) -> Stream:
         return stream
     graph.warn(node.line, f"<filter type=\"{kind}\"> is not rendered: ignored")
     return stream
+
+
+def _mask(graph: FilterGraph, modifier: Modifier, stream: Stream, cover: MaskCover | None) -> Stream:
+    """``stream`` keeping only what the mask's cover keeps (its own alpha multiplied by the
+    cover) during the filter's span."""
+    node = modifier.node
+    label = cover(node, stream) if cover is not None else None
+    if label is None:
+        graph.warn(node.line, f"<filter type=\"{node.type}\"> needs an <image> (a picture or a color) to mask"
+                              " with: ignored")
+        return stream
+    a, b = _window(graph, modifier, stream)
+    stream = graph.as_format(stream, True)
+    own, copy, kept, out = graph.label(), graph.label(), graph.label(), graph.label()
+    graph.chains.append(f"{stream.label}split{own}{copy}")
+    alpha = graph.chain(own, ["alphaextract"])
+    graph.chains += [
+        f"{alpha}{label}blend=all_mode=multiply:enable='between(t,{graph.seconds(a)},{graph.seconds(b)})'{kept}",
+        f"{copy}{kept}alphamerge{out}",
+    ]
+    return replace(stream, label=out)
 
 
 # --------------------------------------------------------------------------- animators

@@ -32,7 +32,7 @@ from flows.create import modifiers
 from flows.create.graph import FilterGraph, Stream, frame_at, num
 from flows.create.motion import kenburns, moves
 from flows.create.profiles import Profile
-from flows.create.sxml import Effect, Image, Speech, Video
+from flows.create.sxml import Effect, Filter, Image, Speech, Video
 from flows.create.chunks import Window
 from flows.create.stills import Stills
 from flows.create.timeline import Clip, Group, Plan, TextClip, VisualClip
@@ -124,7 +124,18 @@ class Scene(FilterGraph):
 
     def modify(self, record: Clip, stream: Stream) -> Stream:
         return modifiers.apply(self, self.plan.modifiers_of(record.path), stream,
-                               still=isinstance(record, VisualClip))
+                               still=isinstance(record, VisualClip), cover=self.mask_cover)
+
+    def mask_cover(self, node: Filter, stream: Stream) -> str | None:
+        """The grey cover stream of the mask filter ``node`` for ``stream`` (its first
+        ``<image>``: a picture or a colour), or None without one."""
+        image = next((n for n in node.inputs if isinstance(n, Image)), None)
+        source = None if image is None else image.color or self.media.files.get(image.filename)
+        if source is None:
+            return None
+        size = (self.width, self.height) if stream.full else (stream.w, stream.h)
+        target = self.stills.mask(source, size, node.type, node.params)
+        return self.chain(self.still(target, True, stream.start, stream.frames, []).label, ["alphaextract"])
 
     def sequence(self, group: Group, kids: list[Clip], start: int, frames: int,
                  alpha_gaps: bool | None = None) -> Stream:

@@ -40,14 +40,15 @@ BT709_LIMITED = (
 )
 """RGB -> limited-range BT.709 Y'CbCr, as a Pillow ``convert`` matrix (rows Y, Cb, Cr)."""
 
-def write_y4m(image: PILImage.Image, path: Path, rate: Fraction = Fraction(25)) -> bool:
+def write_y4m(image: PILImage.Image, path: Path, rate: Fraction = Fraction(25), keep_alpha: bool = False) -> bool:
     """``image`` as a one-frame limited-range BT.709 YUV4MPEG file: 4:2:0 when opaque, 4:4:4
-    with a (full-range) alpha plane when it has transparency. Returns whether it has alpha."""
+    with a (full-range) alpha plane when it has transparency (or ``keep_alpha``, even an opaque
+    one). Returns whether it has alpha."""
     alpha = None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         alpha = image.getchannel("A")
-        if alpha.getextrema()[0] == 255:
+        if alpha.getextrema()[0] == 255 and not keep_alpha:
             alpha = None
     width, height = image.size
     y, cb, cr = image.convert("RGB").convert("RGB", BT709_LIMITED).split()
@@ -131,6 +132,31 @@ def still_filters(img: PILImage.Image, clip: VisualClip, modifiers: list[Modifie
     return img
 
 
+def mask_cover(img: PILImage.Image, kind: str, params) -> PILImage.Image:
+    """How much of the masked node each pixel of a mask picture keeps (``L``, 255 = all), by
+    the filter type (§11.1): ``lumamask`` its luma; ``alphamask`` its alpha; the ``inv``
+    kinds the opposite; ``mask`` how close each pixel is to ``opaqueColor`` (default white)
+    rather than ``transparentColor`` (default black). A transparent pixel of a luma mask
+    keeps nothing."""
+    rgba = img.convert("RGBA")
+    alpha = rgba.getchannel("A")
+    if kind in ("alphamask", "alphainvmask"):
+        cover = alpha
+    elif kind == "mask":
+        opaque = params.get("opaqueColor") or Color(255, 255, 255)
+        clear = params.get("transparentColor") or Color(0, 0, 0)
+        axis = [o - c for o, c in zip(tuple(opaque)[:3], tuple(clear)[:3])]
+        length = sum(a * a for a in axis) or 1
+        # the projection of (pixel - clear) on (opaque - clear), 0..1, as one colour matrix
+        scale = [255 * a / length for a in axis]
+        offset = -sum(s * c for s, c in zip(scale, tuple(clear)[:3]))
+        cover = rgba.convert("RGB").convert("L", (*scale, offset))
+        cover = ImageChops.multiply(cover, alpha)
+    else:
+        cover = ImageChops.multiply(rgba.convert("L"), alpha)
+    return ImageOps.invert(cover) if kind.endswith("invmask") else cover
+
+
 class Stills:
     """The prepared stills of one render, written into ``work_dir``."""
 
@@ -177,8 +203,19 @@ class Stills:
             self._prepared[key] = self.write(PILImage.new(mode, size, tuple(color)[: len(mode)]), "color")
         return self._prepared[key]
 
-    def write(self, image: PILImage.Image, kind: str) -> tuple[Path, bool]:
+    def mask(self, source: Path | Color, size: tuple[int, int], kind: str, params) -> Path:
+        """A mask filter's cover at ``size``: a black frame whose alpha plane is ``mask_cover``
+        of the picture at ``source`` (stretched to ``size``) or of a colour."""
+        if isinstance(source, Path):
+            img = self.decoded(source, None).resize(size, PILImage.BICUBIC)
+        else:
+            img = PILImage.new("RGBA", size, tuple(source))
+        frame = PILImage.new("RGBA", size, (0, 0, 0, 0))
+        frame.putalpha(mask_cover(img, kind, params))
+        return self.write(frame, "mask", keep_alpha=True)[0]
+
+    def write(self, image: PILImage.Image, kind: str, keep_alpha: bool = False) -> tuple[Path, bool]:
         """``image`` written as the next prepared file; (file, has alpha)."""
         self._count += 1
         target = self.work_dir / f"{kind}-{self._count:04d}.y4m"
-        return target, write_y4m(image, target, self.rate)
+        return target, write_y4m(image, target, self.rate, keep_alpha)
