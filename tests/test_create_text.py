@@ -1,5 +1,5 @@
 """video.create's text (spec §9): drawn into its box, aligned, sized, wrapped, antialiased; long
-captions shrunk into their lower third; stroke and drop shadow."""
+captions shrunk into their lower third; stroke, drop shadow, inner shadow and inner glow."""
 
 from __future__ import annotations
 
@@ -248,3 +248,28 @@ def test_distancecolor_stroke_and_drop_shadow():
     ys, xs = np.nonzero(blue)
     iy, ix = np.nonzero(ink)
     assert xs.mean() > ix.mean() + 4 and ys.mean() > iy.mean() + 4
+
+
+def test_inner_shadow_and_inner_glow_stay_inside_the_glyphs():
+    def drawn(effects: str) -> np.ndarray:
+        definition = parse(
+            '<movie service="craftsman-1.0"><body><stack duration="1"><text type="zone" fontsize="200" '
+            'fontcolor="#ffffff" top="0.1" left="0.1" width="0.8" height="0.8">HI'
+            f'<filter type="distancecolor" distanceWidth="40" {effects}/></text></stack></body></movie>')
+        (styled,) = plan(definition.movie).texts
+        return np.asarray(render_text(styled, FRAME, 2, {}).image).astype(int)
+
+    plain = drawn("")
+    shadowed = drawn('innerShadowColor="#000000" innerShadowPosition="0.02,-0.02" innerShadowBlurWidth="0"')
+    glowing = drawn('innerGlowColor="#ff0000" innerGlowWidth="0.05" innerGlowBlurWidth="0.1"')
+    for styled in (shadowed, glowing):  # nothing drawn outside the glyphs
+        assert np.array_equal(styled[..., 3], plain[..., 3])
+    solid = plain[..., 3] == 255
+    dark = solid & (shadowed[..., :3].max(axis=2) < 80)
+    assert 50 < dark.sum() < solid.sum() / 2  # a band inside the glyphs, not all of them
+    # the light comes from the top left (shadow moved down-right): the band hugs top/left edges
+    ys, xs = np.nonzero(dark)
+    iy, ix = np.nonzero(solid)
+    assert xs.mean() < ix.mean() and ys.mean() < iy.mean()
+    reddish = solid & (glowing[..., 0] > 200) & (glowing[..., 1] < 150)
+    assert reddish.sum() > 50 and (solid & (glowing[..., :3].min(axis=2) > 200)).sum() > 50  # edges red, cores white

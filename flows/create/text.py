@@ -42,8 +42,10 @@ Choices the spec leaves open (§9, §16), made here and kept consistent:
   a drop shadow (any ``dropShadow*``): ``dropShadowColor``, ``dropShadowOpacity``,
   ``dropShadowBlurWidth`` (1.0 = a blur of ``BLUR_EM`` of the font size), ``dropShadowWidth``,
   ``dropShadowPosition`` (``x,y`` in box heights, y up) or ``dropShadowAngle`` (degrees) +
-  ``dropShadowDistance``; an outer glow (``outerGlow*``: colour, opacity, width, blur). The inner
-  shadow/glow families and animated filter parameters are not drawn.
+  ``dropShadowDistance``; an outer glow (``outerGlow*``: colour, opacity, width, blur); inside
+  the glyphs, over the fill, an inner shadow (``innerShadow*``, the same parameters as the drop
+  shadow, blur 0.2 by default) and an inner glow (``innerGlow*``, as the outer glow). Animated
+  filter parameters are not drawn.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from flows.create.sxml import Color, InvalidFontError, Text
 from flows.create.timeline import TextClip
@@ -311,6 +313,7 @@ class TextStyle:
     stroke_color: Color = Color(0, 0, 0)
     stroke_opacity: float = 1.0
     halos: tuple[Halo, ...] = ()
+    inner: tuple[Halo, ...] = ()
 
     @classmethod
     def of(cls, node: Text) -> "TextStyle":
@@ -324,25 +327,33 @@ class TextStyle:
             value = params.get(name)
             return default if value is None else float(value)
 
-        halos = []
-        if any(k.startswith("dropShadow") for k in params):
-            if params.get("dropShadowPosition") is not None:
-                offset = tuple(params["dropShadowPosition"])[:2]
+        def shadow(prefix: str, blur: float) -> Halo:
+            if params.get(prefix + "Position") is not None:
+                offset = tuple(params[prefix + "Position"])[:2]
             else:
-                angle = math.radians(number("dropShadowAngle", -45.0))
-                distance = number("dropShadowDistance", SHADOW_DISTANCE)
+                angle = math.radians(number(prefix + "Angle", -45.0))
+                distance = number(prefix + "Distance", SHADOW_DISTANCE)
                 offset = (distance * math.cos(angle), distance * math.sin(angle))
-            halos.append(Halo(params.get("dropShadowColor") or Color(0, 0, 0), number("dropShadowOpacity", 1.0),
-                              number("dropShadowWidth", 0.0) * STROKE_EM, number("dropShadowBlurWidth", 0.0) * BLUR_EM,
-                              offset))
-        if any(k.startswith("outerGlow") for k in params):
-            halos.append(Halo(params.get("outerGlowColor") or Color(255, 255, 255), number("outerGlowOpacity", 1.0),
-                              number("outerGlowWidth", 0.5) * STROKE_EM, number("outerGlowBlurWidth", 0.5) * BLUR_EM))
+            return Halo(params.get(prefix + "Color") or Color(0, 0, 0), number(prefix + "Opacity", 1.0),
+                        number(prefix + "Width", 0.0) * STROKE_EM, number(prefix + "BlurWidth", blur) * BLUR_EM,
+                        offset)
+
+        def glow(prefix: str) -> Halo:
+            return Halo(params.get(prefix + "Color") or Color(255, 255, 255), number(prefix + "Opacity", 1.0),
+                        number(prefix + "Width", 0.5) * STROKE_EM, number(prefix + "BlurWidth", 0.5) * BLUR_EM)
+
+        def has(prefix: str) -> bool:
+            return any(k.startswith(prefix) for k in params)
+
+        halos = [shadow("dropShadow", 0.0)] if has("dropShadow") else []
+        halos += [glow("outerGlow")] if has("outerGlow") else []
+        inner = [shadow("innerShadow", 0.2)] if has("innerShadow") else []
+        inner += [glow("innerGlow")] if has("innerGlow") else []
         return cls(
             fill=params.get("color"), fill_opacity=number("fillOpacity", 1.0),
             stroke_width=number("strokeWidth", 0.0) * STROKE_EM,
             stroke_color=params.get("strokeColor") or Color(0, 0, 0), stroke_opacity=number("strokeOpacity", 1.0),
-            halos=tuple(halos),
+            halos=tuple(halos), inner=tuple(inner),
         )
 
 
@@ -384,7 +395,20 @@ def render_text(clip: TextClip, frame_size: tuple[int, int], scale: int, fonts: 
         out.alpha_composite(_ink(mask(layer.width, layer.blur, layer.offset), layer.color, layer.opacity))
     if style.stroke_width > 0:
         out.alpha_composite(_ink(mask(style.stroke_width), style.stroke_color, style.stroke_opacity))
-    out.alpha_composite(_ink(mask(), style.fill or node.fontcolor, style.fill_opacity))
+    glyphs = mask()
+    fill = style.fill or node.fontcolor
+    face = _ink(glyphs, fill, style.fill_opacity)
+    if style.inner:  # inner shadows and glows: the outside's edge, moved and blurred, painted on the face
+        painted = Image.new("RGBA", glyphs.size, (fill.r, fill.g, fill.b, 255))
+        for layer in style.inner:
+            outside = ImageOps.invert(mask(offset=layer.offset) if layer.offset != (0.0, 0.0) else glyphs)
+            radius = (layer.width + layer.blur) * laid.size / scale
+            if radius > 0:
+                outside = outside.filter(ImageFilter.GaussianBlur(radius))
+            painted.alpha_composite(_ink(outside, layer.color, layer.opacity))
+        painted.putalpha(face.getchannel("A"))
+        face = painted
+    out.alpha_composite(face)
     return TextImage(out, x0, y0)
 
 
