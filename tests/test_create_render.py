@@ -314,6 +314,31 @@ def test_custom_keys_move_linearly_or_eased_in_quadratic_mode(tmp_path):
         assert moved == pytest.approx(expected, abs=0.05), (first, moved)
 
 
+def test_rot_keys_about_the_y_and_x_axes_turn_the_node_in_depth(tmp_path):
+    """A 48 × 30 px box turned about y by 0 -> 60 degrees narrows to about half its width and
+    its nearer edge grows taller than the farther one; about x it gets shorter, not narrower;
+    no warning."""
+    box = 'left="0.35" width="0.3" top="0.33" height="0.33"'
+
+    def turned(axis: str) -> str:
+        return (f'<stack duration="2"><effect type="none"><image color="#000000"/></effect>'
+                f'<overlay {box}><image color="#ff0000"/><animator type="custom">'
+                f'<key time="0" rot="0,{axis}"/><key time="2" rot="60,{axis}"/></animator></overlay></stack>')
+
+    plan, command, out = render_definition(tmp_path, movie(turned("0,1,0") + turned("1,0,0")), {})
+    assert plan.duration == 4.0 and not command.warnings
+    decoded = frames(out)
+    (w0, h0, cx0, cy0), (w1, h1, cx1, cy1) = _box_extent(decoded[0]), _box_extent(decoded[19])
+    assert abs(w0 - 48) <= 2 and abs(h0 - 30) <= 2
+    assert 0.4 * w0 <= w1 <= 0.65 * w0 and abs(cx1 - cx0) < 4, (w0, w1, cx0, cx1)
+    red = (decoded[19][..., 0] > 150) & (decoded[19][..., 1] < 100)
+    xs = np.nonzero(red.any(axis=0))[0]
+    left, right = red[:, xs[0] + 1].sum(), red[:, xs[-1] - 1].sum()
+    assert max(left, right) >= min(left, right) + 3, (left, right)  # perspective: one edge is nearer
+    (w2, h2, _, _), (w3, h3, _, _) = _box_extent(decoded[20]), _box_extent(decoded[39])
+    assert abs(w2 - 48) <= 2 and 0.4 * h2 <= h3 <= 0.65 * h2 and w3 >= w2 - 2, (w2, h2, w3, h3)
+
+
 def test_masks_cut_a_node_by_the_luma_alpha_or_colours_of_their_image(tmp_path, pictures):
     """A red node over a blue one, masked by a picture white (or opaque) on its left half:
     ``lumamask`` and ``alphamask`` keep the left half red, ``lumainvmask`` the right half,

@@ -18,9 +18,10 @@ Animators move a node in 2D over the animator's span (values held before and aft
   units from the screen plane; towards the viewer = bigger);
 - ``rot-in`` / ``rot-out`` (``angle`` degrees, default 90): a rotation about the screen axis
   into / out of place;
-- ``custom``: piecewise-linear paths through its ``key``s: ``pos`` (screen units of §5.1: x in
-  half-heights, y up), ``scale`` (x, y factors about the centre), ``rot`` about the z axis.
-  Rotations about other axes and ``orient`` have no 2D drawing: ignored with a warning.
+- ``custom``: paths through its ``key``s (linear, or eased with ``mode="quadratic"``): ``pos``
+  (screen units of §5.1: x in half-heights, y up), ``scale`` (x, y factors about the centre),
+  ``rot`` about the z axis (a flat rotation) or any other axis (turned in 3D and seen through
+  the ``GROW_CAMERA``: ``turn.py``). ``orient`` is ignored with a warning.
 
 A zoom or a rotation is drawn on a transparent canvas large enough for the biggest size the
 node reaches (``perspective``, sub-pixel; ``rotate``), so nothing is cut at the node's box.
@@ -35,6 +36,7 @@ from typing import Callable
 from flows.create.graph import FilterGraph, Stream, num
 from flows.create.sxml import Filter, Key
 from flows.create.timeline import Modifier
+from flows.create.turn import Turn
 
 GROW_CAMERA = 2.0
 """Distance of the camera from the screen plane (screen units, §5.1) for ``grow``."""
@@ -215,14 +217,31 @@ def _custom(graph: FilterGraph, node, stream: Stream, a: int) -> Stream:
         stream = replace(stream, x=f"({stream.x})+{dx}", y=f"({stream.y})+{dy}")
     turned = [k for k in keys if k.params.get("rot") is not None]
     if turned:
-        if any(abs(k.params.get("rot")[1]) + abs(k.params.get("rot")[2]) > 1e-9 for k in turned):
-            graph.warn(node.line, "<animator type=\"custom\"> rot keys about the x or y axis are not rendered:"
-                                  " drawn about the z axis")
-        # rotate's own time: n frames into the stream; SXML angles are counter-clockwise
-        angle = _keyed([(k.time, -math.radians(k.params.get("rot")[0])) for k in turned],
-                       f"((n-{a})/{graph.rate})", eased)
-        stream = _rotate(graph, stream, angle)
+        axis = tuple(turned[0].params.get("rot")[1:4])
+        if any(tuple(k.params.get("rot")[1:4]) != axis for k in turned):
+            graph.warn(node.line, "<animator type=\"custom\"> rot keys with different axes: drawn about the"
+                                  " first key's axis")
+        angles = [(k.time, math.radians(k.params.get("rot")[0])) for k in turned]
+        turn = Turn.about(axis, GROW_CAMERA * graph.height / 2, MAX_ZOOM)
+        if turn is None or abs(turn.axis[0]) + abs(turn.axis[1]) < 1e-9:  # about z: a flat rotation
+            # rotate's own time: n frames into the stream; it turns clockwise
+            sign = -1 if turn is not None and turn.axis[2] < 0 else 1
+            angle = _keyed([(t, -sign * v) for t, v in angles], f"((n-{a})/{graph.rate})", eased)
+            stream = _rotate(graph, stream, angle)
+        else:
+            stream = _turn(graph, stream, turn, angles, a, eased)
     return stream
+
+
+def _turn(graph: FilterGraph, stream: Stream, turn: Turn, angles: list[tuple[float, float]], a: int,
+          eased: bool) -> Stream:
+    """``stream`` turned in 3D through the keyed ``angles`` (radians), on a canvas as big as
+    the turned node gets (``turn.py``)."""
+    half_w, half_h = turn.extent(stream.w, stream.h, [v for _, v in angles])
+    stream, cw, ch = _canvas(graph, stream, 2 * half_w, 2 * half_h)
+    angle = _keyed(angles, f"((in-1-{a})/{graph.rate})", eased)  # perspective counts frames from 1
+    label = graph.chain(stream.label, [turn.corners(cw, ch, angle), "format=yuva420p"])
+    return replace(stream, label=label)
 
 
 def _keyed(points: list[tuple[float, float]], t: str, eased: bool = False) -> str:
