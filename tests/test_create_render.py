@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from flows.create import render, sxml, timeline
+from flows.create import modifiers, render, sxml, timeline
 from flows.create.profiles import Profile
 from flows.create.render import Media, preview_profile
 
@@ -317,7 +318,8 @@ def test_custom_keys_move_linearly_or_eased_in_quadratic_mode(tmp_path):
 def test_rot_keys_about_the_y_and_x_axes_turn_the_node_in_depth(tmp_path):
     """A 48 × 30 px box turned about y by 0 -> 60 degrees narrows to about half its width and
     its nearer edge grows taller than the farther one; about x it gets shorter, not narrower;
-    no warning."""
+    ``orient`` keys about y turn it the same way (the short way round between keys); no
+    warning."""
     box = 'left="0.35" width="0.3" top="0.33" height="0.33"'
 
     def turned(axis: str) -> str:
@@ -325,8 +327,9 @@ def test_rot_keys_about_the_y_and_x_axes_turn_the_node_in_depth(tmp_path):
                 f'<overlay {box}><image color="#ff0000"/><animator type="custom">'
                 f'<key time="0" rot="0,{axis}"/><key time="2" rot="60,{axis}"/></animator></overlay></stack>')
 
-    plan, command, out = render_definition(tmp_path, movie(turned("0,1,0") + turned("1,0,0")), {})
-    assert plan.duration == 4.0 and not command.warnings
+    oriented = turned("0,1,0").replace('rot="0,0,1,0"', 'orient="0,0,0"').replace('rot="60,0,1,0"', 'orient="0,60,0"')
+    plan, command, out = render_definition(tmp_path, movie(turned("0,1,0") + turned("1,0,0") + oriented), {})
+    assert plan.duration == 6.0 and not command.warnings
     decoded = frames(out)
     (w0, h0, cx0, cy0), (w1, h1, cx1, cy1) = _box_extent(decoded[0]), _box_extent(decoded[19])
     assert abs(w0 - 48) <= 2 and abs(h0 - 30) <= 2
@@ -337,6 +340,8 @@ def test_rot_keys_about_the_y_and_x_axes_turn_the_node_in_depth(tmp_path):
     assert max(left, right) >= min(left, right) + 3, (left, right)  # perspective: one edge is nearer
     (w2, h2, _, _), (w3, h3, _, _) = _box_extent(decoded[20]), _box_extent(decoded[39])
     assert abs(w2 - 48) <= 2 and 0.4 * h2 <= h3 <= 0.65 * h2 and w3 >= w2 - 2, (w2, h2, w3, h3)
+    assert _box_extent(decoded[59])[:2] == pytest.approx((w1, h1), abs=1)  # orient about y: the same turn
+    assert modifiers._shortest([(0, 0.0), (1, math.radians(350))]) == [(0, 0.0), (1, pytest.approx(math.radians(-10)))]
 
 
 def test_masks_cut_a_node_by_the_luma_alpha_or_colours_of_their_image(tmp_path, pictures):

@@ -21,7 +21,8 @@ Animators move a node in 2D over the animator's span (values held before and aft
 - ``custom``: paths through its ``key``s (linear, or eased with ``mode="quadratic"``): ``pos``
   (screen units of §5.1: x in half-heights, y up), ``scale`` (x, y factors about the centre),
   ``rot`` about the z axis (a flat rotation) or any other axis (turned in 3D and seen through
-  the ``GROW_CAMERA``: ``turn.py``). ``orient`` is ignored with a warning.
+  the ``GROW_CAMERA``: ``turn.py``); ``orient`` keys about one axis the same way, the short
+  way round between keys (keys turning about several axes are ignored with a warning).
 
 A zoom or a rotation is drawn on a transparent canvas large enough for the biggest size the
 node reaches (``perspective``, sub-pixel; ``rotate``), so nothing is cut at the node's box.
@@ -200,8 +201,6 @@ def _custom(graph: FilterGraph, node, stream: Stream, a: int) -> Stream:
     """A keyframed path: ``scale`` then ``pos`` then ``rot`` (§11.2's order)."""
     keys: tuple[Key, ...] = node.keys
     eased = str(node.params.get("mode", "linear") or "linear").strip() == "quadratic"
-    if any(k.params.get("orient") is not None for k in keys):
-        graph.warn(node.line, "<animator type=\"custom\"> orient keys are not rendered: ignored")
     scaled = [k for k in keys if k.params.get("scale") is not None]
     if scaled:
         own = f"((in-1-{a})/{graph.rate})"
@@ -215,6 +214,16 @@ def _custom(graph: FilterGraph, node, stream: Stream, a: int) -> Stream:
         dx = _keyed([(k.time, k.params.get("pos")[0] * H / 2) for k in moved], t, eased)
         dy = _keyed([(k.time, -k.params.get("pos")[1] * H / 2) for k in moved], t, eased)
         stream = replace(stream, x=f"({stream.x})+{dx}", y=f"({stream.y})+{dy}")
+    oriented = [k for k in keys if k.params.get("orient") is not None]
+    if oriented:
+        about = {i for k in oriented for i, v in enumerate(k.params.get("orient")) if abs(v) > 1e-9}
+        if len(about) > 1:
+            graph.warn(node.line, "<animator type=\"custom\"> orient keys turning about more than one axis are"
+                                  " not rendered: ignored")
+        else:
+            i = about.pop() if about else 2
+            angles = _shortest([(k.time, math.radians(k.params.get("orient")[i])) for k in oriented])
+            stream = _rotation(graph, stream, tuple(float(j == i) for j in range(3)), angles, a, eased)
     turned = [k for k in keys if k.params.get("rot") is not None]
     if turned:
         axis = tuple(turned[0].params.get("rot")[1:4])
@@ -222,15 +231,30 @@ def _custom(graph: FilterGraph, node, stream: Stream, a: int) -> Stream:
             graph.warn(node.line, "<animator type=\"custom\"> rot keys with different axes: drawn about the"
                                   " first key's axis")
         angles = [(k.time, math.radians(k.params.get("rot")[0])) for k in turned]
-        turn = Turn.about(axis, GROW_CAMERA * graph.height / 2, MAX_ZOOM)
-        if turn is None or abs(turn.axis[0]) + abs(turn.axis[1]) < 1e-9:  # about z: a flat rotation
-            # rotate's own time: n frames into the stream; it turns clockwise
-            sign = -1 if turn is not None and turn.axis[2] < 0 else 1
-            angle = _keyed([(t, -sign * v) for t, v in angles], f"((n-{a})/{graph.rate})", eased)
-            stream = _rotate(graph, stream, angle)
-        else:
-            stream = _turn(graph, stream, turn, angles, a, eased)
+        stream = _rotation(graph, stream, axis, angles, a, eased)
     return stream
+
+
+def _shortest(angles: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Keyed angles (radians) unwrapped so each key is reached the short way round, as the
+    quaternion interpolation of ``orient`` keys does."""
+    path = angles[:1]
+    for t, v in angles[1:]:
+        step = (v - path[-1][1] + math.pi) % (2 * math.pi) - math.pi
+        path.append((t, path[-1][1] + step))
+    return path
+
+
+def _rotation(graph: FilterGraph, stream: Stream, axis: tuple[float, ...], angles: list[tuple[float, float]],
+              a: int, eased: bool) -> Stream:
+    """``stream`` turned about ``axis`` through the keyed ``angles`` (radians, counter-clockwise
+    seen from the axis' tip): flat about z, in 3D about any other axis."""
+    turn = Turn.about(axis, GROW_CAMERA * graph.height / 2, MAX_ZOOM)
+    if turn is not None and abs(turn.axis[0]) + abs(turn.axis[1]) > 1e-9:
+        return _turn(graph, stream, turn, angles, a, eased)
+    # rotate's own time: n frames into the stream; it turns clockwise
+    sign = -1 if turn is not None and turn.axis[2] < 0 else 1
+    return _rotate(graph, stream, _keyed([(t, -sign * v) for t, v in angles], f"((n-{a})/{graph.rate})", eased))
 
 
 def _turn(graph: FilterGraph, stream: Stream, turn: Turn, angles: list[tuple[float, float]], a: int,
