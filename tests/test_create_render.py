@@ -344,6 +344,25 @@ def test_rot_keys_about_the_y_and_x_axes_turn_the_node_in_depth(tmp_path):
     assert modifiers._shortest([(0, 0.0), (1, math.radians(350))]) == [(0, 0.0), (1, pytest.approx(math.radians(-10)))]
 
 
+def test_tint_and_threetint_colour_by_brightness(tmp_path):
+    """``tint`` maps black -> blackColor and white -> whiteColor by luma; ``threetint`` passes
+    through mediumColor at mid grey."""
+    def tinted(color: str, kind: str, extra: str = "") -> str:
+        return (f'<effect type="none" duration="1"><image color="{color}"/>'
+                f'<filter type="{kind}" blackColor="#000080" whiteColor="#ffff00"{extra}/></effect>')
+
+    xml = movie(tinted("#ffffff", "tint") + tinted("#ff0000", "tint") + tinted("#000000", "tint")
+                + tinted("#808080", "threetint", ' mediumColor="#ff0000"'))
+    _, command, out = render_definition(tmp_path, xml, {})
+    assert not command.warnings
+    decoded = frames(out)
+    red_luma = 0.2126 * 255 / 255
+    expected = [(255, 255, 0), (255 * red_luma, 255 * red_luma, 128 - 128 * red_luma), (0, 0, 128), (255, 0, 0)]
+    for second, colour in zip((0.5, 1.5, 2.5, 3.5), expected):
+        seen = mean_colour(at(decoded, second))
+        assert close(seen, colour, 14), (second, seen, colour)
+
+
 def test_masks_cut_a_node_by_the_luma_alpha_or_colours_of_their_image(tmp_path, pictures):
     """A red node over a blue one, masked by a picture white (or opaque) on its left half:
     ``lumamask`` and ``alphamask`` keep the left half red, ``lumainvmask`` the right half,

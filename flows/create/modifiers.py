@@ -4,7 +4,7 @@ Filters: ``alpha`` (a fade of the node's opacity over the filter's span, or a co
 opacity), ``blur`` and the other blurs (``gblur``), ``colormap`` (negative / black & white);
 ``frame``, ``borderBlur``, ``colormap`` and ``fitAdapter`` of a picture are done once on the
 still (``stills.still_filters``). ``distancemap``/``distancecolor`` are the text's
-(``text.py``: stroke and drop shadow). The masks (``mask``, ``lumamask``, ``alphamask`` and
+(``text.py``: stroke and drop shadow). ``tint``/``threetint`` colour by brightness. The masks (``mask``, ``lumamask``, ``alphamask`` and
 their ``inv`` kinds) cut the node's alpha by the cover of their ``<image>`` (a picture
 stretched to the node, or a colour; ``stills.mask_cover``); a mask made of a nested render is
 not drawn. Other filters are ignored with a warning.
@@ -35,7 +35,8 @@ from dataclasses import replace
 from typing import Callable
 
 from flows.create.graph import FilterGraph, Stream, num
-from flows.create.sxml import Filter, Key
+from flows.create.stills import KB, KR
+from flows.create.sxml import Color, Filter, Key
 from flows.create.timeline import Modifier
 from flows.create.turn import Turn
 
@@ -116,10 +117,37 @@ def _filter(graph: FilterGraph, modifier: Modifier, stream: Stream) -> Stream:
         return replace(stream, label=graph.chain(stream.label, [f"negate:enable='{enable}'"]))
     if kind == "colormap":
         return replace(stream, label=graph.chain(stream.label, [f"hue=s=0:enable='{enable}'"]))
+    if kind in ("tint", "threetint"):
+        return _tint(graph, stream, node, enable)
     if kind in STILL_FILTERS or kind in TEXT_FILTERS:
         return stream
     graph.warn(node.line, f"<filter type=\"{kind}\"> is not rendered: ignored")
     return stream
+
+
+def _tint(graph: FilterGraph, stream: Stream, node, enable: str) -> Stream:
+    """Colours by brightness (§11.1): ``tint`` maps black to ``blackColor`` and white to
+    ``whiteColor`` (a duotone); ``threetint`` passes through ``mediumColor`` at mid grey. Done
+    in RGB on the BT.709 luma."""
+    black = node.params.get("blackColor") or Color(0, 0, 0)
+    white = node.params.get("whiteColor") or Color(255, 255, 255)
+    medium = node.params.get("mediumColor") if node.type == "threetint" else None
+
+    def curve(i: int) -> str:
+        low, high = black[i], white[i]
+        if medium is None:
+            return f"{low}+({high - low})*val/255"
+        mid = medium[i]
+        return f"if(lt(val,128),{low}+({mid - low})*val/128,{mid}+({high - mid})*(val-128)/127)"
+
+    luma = ":".join(f"{c}r={KR}:{c}g={1 - KR - KB:.4f}:{c}b={KB}" for c in "rgb")
+    label = graph.chain(stream.label, [
+        f"scale=in_color_matrix=bt709:in_range=tv,format={'gbrap' if stream.alpha else 'gbrp'}",
+        f"colorchannelmixer={luma}:enable='{enable}'",
+        f"lutrgb=r='{curve(0)}':g='{curve(1)}':b='{curve(2)}':enable='{enable}'",
+        f"scale=out_color_matrix=bt709:out_range=tv,format={'yuva420p' if stream.alpha else 'yuv420p'}",
+    ])
+    return replace(stream, label=label)
 
 
 def _mask(graph: FilterGraph, modifier: Modifier, stream: Stream, cover: MaskCover | None) -> Stream:
