@@ -363,6 +363,28 @@ def test_tint_and_threetint_colour_by_brightness(tmp_path):
         assert close(seen, colour, 14), (second, seen, colour)
 
 
+def test_colormaps_and_the_chroma_key(tmp_path, pictures):
+    """``colormap``: negative (on a picture too), black & white, low contrast, a matrix swapping
+    red and blue; ``key`` makes its colour transparent, showing the node below."""
+    red, _ = pictures("red.png", (255, 0, 0))
+
+    def mapped(extra: str, image: str = '<image color="#ff0000"/>') -> str:
+        return f'<effect type="none" duration="1">{image}<filter type="colormap"{extra}/></effect>'
+
+    swap = ' rgba-bias-matrix="#0000FF00,#00FF0000,#FF000000,#000000FF,#00000000"'
+    keyed = ('<stack duration="1"><effect type="none"><image color="#0000ff"/></effect>'
+             '<effect type="none"><image color="#00ff00"/><filter type="key" color="#00ff00"/></effect></stack>')
+    xml = movie(mapped(' preset="negative"') + mapped(' preset="negative"', f'<image filename="{red}"/>')
+                + mapped("") + mapped(' preset="lowContrast"', '<image color="#ffffff"/>') + mapped(swap) + keyed)
+    _, command, out = render_definition(tmp_path, xml, pictures.files)
+    assert not command.warnings
+    decoded = frames(out)
+    expected = [(0, 255, 255), (0, 255, 255), (54, 54, 54), (191, 191, 191), (0, 0, 255), (0, 0, 255)]
+    for second, colour in zip((0.5, 1.5, 2.5, 3.5, 4.5, 5.5), expected):
+        seen = mean_colour(at(decoded, second))
+        assert close(seen, colour, 16), (second, seen, colour)
+
+
 def test_masks_cut_a_node_by_the_luma_alpha_or_colours_of_their_image(tmp_path, pictures):
     """A red node over a blue one, masked by a picture white (or opaque) on its left half:
     ``lumamask`` and ``alphamask`` keep the left half red, ``lumainvmask`` the right half,

@@ -1,9 +1,10 @@
 """Filters and animators (spec §11) applied to a drawn stream, in document order.
 
 Filters: ``alpha`` (a fade of the node's opacity over the filter's span, or a constant
-opacity), ``blur`` and the other blurs (``gblur``), ``colormap`` (negative / black & white);
-``frame``, ``borderBlur``, ``colormap`` and ``fitAdapter`` of a picture are done once on the
-still (``stills.still_filters``). ``distancemap``/``distancecolor`` are the text's
+opacity), ``blur`` and the other blurs (``gblur``), ``colormap`` (negative, low contrast, a
+colour matrix, black & white), ``key``/``makeTransparent`` (chroma key, ``colorkey``);
+``frame``, ``borderBlur`` and ``fitAdapter`` of a picture are done once on the still
+(``stills.still_filters``). ``distancemap``/``distancecolor`` are the text's
 (``text.py``: stroke and drop shadow). ``tint``/``threetint`` colour by brightness. The masks (``mask``, ``lumamask``, ``alphamask`` and
 their ``inv`` kinds) cut the node's alpha by the cover of their ``<image>`` (a picture
 stretched to the node, or a colour; ``stills.mask_cover``); a mask made of a nested render is
@@ -44,11 +45,16 @@ GROW_CAMERA = 2.0
 """Distance of the camera from the screen plane (screen units, §5.1) for ``grow``."""
 MAX_ZOOM = 4.0
 """Largest zoom an animator draws (a bigger one is clamped)."""
-STILL_FILTERS = frozenset(("frame", "borderBlur", "colormap", "fitAdapter"))
+STILL_FILTERS = frozenset(("frame", "borderBlur", "fitAdapter"))
 """Filters of a picture done once on the still."""
 BLURS = frozenset(("blur", "hblur", "vblur", "gaussianBlur", "hgaussianBlur", "vgaussianBlur", "directionalBlur",
                    "maskedBlur", "bilateralBlur"))
 TEXT_FILTERS = frozenset(("distancemap", "distancecolor"))
+KEY_THRESHOLD = 0.3
+"""``key``'s default ``threshold``: how far from the key colour a pixel is still made
+transparent (ffmpeg ``colorkey`` similarity, 0.01-1; the edge blends over half as much)."""
+LOW_CONTRAST = 0.5
+"""Contrast of ``colormap preset="lowContrast"`` (1 = unchanged)."""
 ANIMATED = frozenset(("slide-in", "slide-out", "slide", "grow", "rot-in", "rot-out", "custom"))
 
 
@@ -113,16 +119,58 @@ def _filter(graph: FilterGraph, modifier: Modifier, stream: Stream) -> Stream:
         diameter = float(node.params.get("diameter") or node.params.get("diameterX") or 5.0)
         sigma = max(0.5, diameter / 2 * graph.height / 360)
         return replace(stream, label=graph.chain(stream.label, [f"gblur=sigma={num(sigma)}:enable='{enable}'"]))
-    if kind == "colormap" and node.params.get("preset") == "negative":
-        return replace(stream, label=graph.chain(stream.label, [f"negate:enable='{enable}'"]))
     if kind == "colormap":
-        return replace(stream, label=graph.chain(stream.label, [f"hue=s=0:enable='{enable}'"]))
+        return _colormap(graph, stream, node, enable)
     if kind in ("tint", "threetint"):
         return _tint(graph, stream, node, enable)
+    if kind in ("key", "makeTransparent"):
+        color = node.params.get("color") or Color(0, 255, 0)
+        similarity = min(1.0, max(0.01, _param(node, "threshold", KEY_THRESHOLD)))
+        return _in_rgb(graph, graph.as_format(stream, True), [
+            f"colorkey=color=0x{color.r:02x}{color.g:02x}{color.b:02x}:similarity={num(similarity)}"
+            f":blend={num(similarity / 2)}:enable='{enable}'"])
     if kind in STILL_FILTERS or kind in TEXT_FILTERS:
         return stream
     graph.warn(node.line, f"<filter type=\"{kind}\"> is not rendered: ignored")
     return stream
+
+
+def _in_rgb(graph: FilterGraph, stream: Stream, filters: list[str]) -> Stream:
+    """``stream`` through ``filters`` working on RGB (converted from and back to BT.709
+    limited range)."""
+    label = graph.chain(stream.label, [
+        f"scale=in_color_matrix=bt709:in_range=tv,format={'gbrap' if stream.alpha else 'gbrp'}", *filters,
+        f"scale=out_color_matrix=bt709:out_range=tv,format={'yuva420p' if stream.alpha else 'yuv420p'}",
+    ])
+    return replace(stream, label=label)
+
+
+def _colormap(graph: FilterGraph, stream: Stream, node, enable: str) -> Stream:
+    """``colormap`` (§11.1): ``preset="negative"``, ``"lowContrast"``, an ``rgba-bias-matrix``
+    (rows R, G, B, A of an RGBA colour each, then the bias: the identity is
+    ``#FF000000,#00FF0000,#0000FF00,#000000FF,#00000000``), or black & white without either."""
+    preset = str(node.params.get("preset") or "").strip()
+    matrix = node.params.get("rgba-bias-matrix")
+    if matrix is not None:
+        if len(matrix) != 5:
+            graph.warn(node.line, "<filter type=\"colormap\"> rgba-bias-matrix needs 5 colours: ignored")
+            return stream
+        rows, bias = matrix[:4], matrix[4]
+        mix = ":".join(f"{out}{src}={num(row[i] / 255)}" for out, row in zip("rgba", rows)
+                       for i, src in enumerate("rgba"))
+        lift = ":".join(f"{c}='val+{bias[i]}'" for i, c in enumerate("rgba"))
+        stream = graph.as_format(stream, True)
+        return _in_rgb(graph, stream, [f"colorchannelmixer={mix}:enable='{enable}'", f"lutrgb={lift}:enable='{enable}'"])
+    if preset == "negative":
+        look = "negate=negate_alpha=0"
+    elif preset == "lowContrast":
+        look = f"eq=contrast={LOW_CONTRAST}"
+    elif not preset:
+        look = "hue=s=0"
+    else:
+        graph.warn(node.line, f"<filter type=\"colormap\"> preset \"{preset}\" is not known: ignored")
+        return stream
+    return replace(stream, label=graph.chain(stream.label, [f"{look}:enable='{enable}'"]))
 
 
 def _tint(graph: FilterGraph, stream: Stream, node, enable: str) -> Stream:
@@ -141,13 +189,8 @@ def _tint(graph: FilterGraph, stream: Stream, node, enable: str) -> Stream:
         return f"if(lt(val,128),{low}+({mid - low})*val/128,{mid}+({high - mid})*(val-128)/127)"
 
     luma = ":".join(f"{c}r={KR}:{c}g={1 - KR - KB:.4f}:{c}b={KB}" for c in "rgb")
-    label = graph.chain(stream.label, [
-        f"scale=in_color_matrix=bt709:in_range=tv,format={'gbrap' if stream.alpha else 'gbrp'}",
-        f"colorchannelmixer={luma}:enable='{enable}'",
-        f"lutrgb=r='{curve(0)}':g='{curve(1)}':b='{curve(2)}':enable='{enable}'",
-        f"scale=out_color_matrix=bt709:out_range=tv,format={'yuva420p' if stream.alpha else 'yuv420p'}",
-    ])
-    return replace(stream, label=label)
+    return _in_rgb(graph, stream, [f"colorchannelmixer={luma}:enable='{enable}'",
+                                   f"lutrgb=r='{curve(0)}':g='{curve(1)}':b='{curve(2)}':enable='{enable}'"])
 
 
 def _mask(graph: FilterGraph, modifier: Modifier, stream: Stream, cover: MaskCover | None) -> Stream:

@@ -101,8 +101,8 @@ def fit_picture(img: PILImage.Image, size: tuple[int, int], mode: str) -> PILIma
 
 
 def still_filters(img: PILImage.Image, clip: VisualClip, modifiers: list[Modifier]) -> PILImage.Image:
-    """The filters of an image that are done once on the still (``frame``, ``borderBlur``,
-    ``colormap``) when they span the whole clip."""
+    """The filters of an image that are done once on the still (``frame``, ``borderBlur``)
+    when they span the whole clip."""
     for modifier in modifiers:
         node = modifier.node
         if getattr(node, "tag", "") != "filter" or (modifier.start > clip.start + 1e-6 or modifier.end < clip.end - 1e-6):
@@ -124,11 +124,6 @@ def still_filters(img: PILImage.Image, clip: VisualClip, modifiers: list[Modifie
             mask = mask.filter(ImageFilter.GaussianBlur(border / 2))
             img = img.convert("RGBA")
             img.putalpha(ImageChops.multiply(img.getchannel("A"), mask))
-        elif kind == "colormap":
-            if node.params.get("preset") == "negative":
-                img = ImageOps.invert(img.convert("RGB"))
-            elif node.params.get("preset") is None and node.params.get("rgba-bias-matrix") is None:
-                img = ImageOps.grayscale(img).convert("RGB")
     return img
 
 
