@@ -157,6 +157,23 @@ def test_kenburns_moves_smoothly_and_monotonically(tmp_path, pictures, direction
     assert np.all(np.abs(np.abs(steps) - mean) < 0.6 * mean + 0.05), steps
 
 
+def test_adapter_filters_set_the_move_or_hold_the_picture(tmp_path, pictures):
+    """A ``kenburnsAdapter`` with zoom 1 -> 2 about the centre doubles the dots' spread on a
+    still effect; a ``fixedAdapter`` holds a kenburns picture still."""
+    url, _ = pictures("dots.png", (40, 40, 40), size=(200, 120), draw=_dots)
+    xml = movie(f'<effect type="none" duration="2"><image filename="{url}"/>'
+                '<filter type="kenburnsAdapter" zoomStart="1" zoomEnd="2" centerStart="0.5,0.5" centerEnd="0.5,0.5"/>'
+                f'</effect><effect type="kenburns" duration="2"><image filename="{url}">'
+                '<filter type="fixedAdapter"/></image></effect>')
+    _, command, out = render_definition(tmp_path, xml, pictures.files)
+    assert not command.warnings
+    spots = [_centroids(frame) for frame in frames(out)]
+    spreads = [right - left for left, right in spots]
+    assert spreads[0] == pytest.approx(64, abs=2) and spreads[19] == pytest.approx(128, abs=4), spreads
+    assert sum(spots[19]) / 2 == pytest.approx(80, abs=2)  # about the centre
+    assert max(spreads[20:]) - min(spreads[20:]) < 1, spreads[20:]
+
+
 def test_overlay_lands_in_its_box_and_text_in_its_zone(tmp_path, pictures):
     red, _ = pictures("logo.png", RED, size=(100, 50))
     xml = movie('<stack duration="2"><effect type="none"><image color="#0000ff"/></effect>'

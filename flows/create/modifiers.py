@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import Callable
 
 from flows.create.graph import FilterGraph, Stream, num
+from flows.create.motion import ADAPTERS
 from flows.create.stills import KB, KR
 from flows.create.sxml import Color, Filter, Key
 from flows.create.timeline import Modifier
@@ -129,7 +130,7 @@ def _filter(graph: FilterGraph, modifier: Modifier, stream: Stream) -> Stream:
         return _in_rgb(graph, graph.as_format(stream, True), [
             f"colorkey=color=0x{color.r:02x}{color.g:02x}{color.b:02x}:similarity={num(similarity)}"
             f":blend={num(similarity / 2)}:enable='{enable}'"])
-    if kind in STILL_FILTERS or kind in TEXT_FILTERS:
+    if kind in STILL_FILTERS or kind in TEXT_FILTERS or kind in ADAPTERS:  # done elsewhere
         return stream
     graph.warn(node.line, f"<filter type=\"{kind}\"> is not rendered: ignored")
     return stream

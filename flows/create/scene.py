@@ -30,7 +30,7 @@ from pathlib import Path
 
 from flows.create import modifiers
 from flows.create.graph import FilterGraph, Stream, frame_at, num
-from flows.create.motion import kenburns, moves
+from flows.create.motion import adapter_of, kenburns, moves
 from flows.create.profiles import Profile
 from flows.create.sxml import Effect, Filter, Image, Speech, Video
 from flows.create.chunks import Window
@@ -287,13 +287,15 @@ class Scene(FilterGraph):
 
     def motion(self, clip: VisualClip, start: int, frames: int, size: tuple[int, int]) -> list[str]:
         """The Ken Burns move of a picture in a moving effect (over the effect, or its slot)."""
-        if not moves(clip):
+        adapter = adapter_of([*(self.plan.modifiers_of(clip.path[:-1]) if clip.effect is not None else ()),
+                              *self.plan.modifiers_of(clip.path)])  # on the effect, or on its picture
+        if not moves(clip, adapter):
             return []
         if clip.slots == 1:
             first, total = self.frame(clip.effect_start), self.frame(clip.effect_end) - self.frame(clip.effect_start)
         else:
             first, total = start, frames
-        return kenburns(clip, first, total, start, size)
+        return kenburns(clip, first, total, start, size, adapter)
 
     def video(self, clip: VisualClip, media: Video, start: int, frames: int, size: tuple[int, int],
               fit: bool) -> Stream:
