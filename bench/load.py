@@ -12,9 +12,10 @@ ends, and prints:
   create, or gone (an unknown key, or no flow run in Prefect); must be 0;
 - latency from the create call to the final status line: p50/p95/p99, overall and by task;
 - the server cost per task, as ``bench/orchestration.py`` prints it;
-- the RSS (and PSS) of each process of the service (by role, with its descendants that
-  have no role of their own) after the warm-up and at the end, and their growth: the
-  soak's leak check (PSS within 10 %).
+- the RSS, PSS and own memory (PSS of private mappings: PostgreSQL's shared buffer cache
+  left out) of each process of the service (by role, with its descendants that have no role
+  of their own) after the warm-up and at the end, and their growth: the soak's leak check
+  (own memory within 10 %).
 
 Loopback only. Not a test.
 
@@ -163,16 +164,16 @@ async def post_at_rate(api: str, secret: str, definitions: list[dict], count: in
 async def report_progress(progress: list[Task], count: int, groups: Callable[[], Groups],
                           every: float = PROGRESS_EVERY) -> None:
     """Every ``every`` seconds: tasks ended so far, the service's total RSS and each
-    process group's PSS (a soak shows whether memory levels off)."""
+    process group's own memory (a soak shows whether memory levels off)."""
     start = time.monotonic()
     while True:
         await asyncio.sleep(every)
         sizes = memory(groups())
-        total = sum(rss for rss, _, _ in sizes.values())
-        pss = ", ".join(f"{name} {size:.0f}" for name, (_, size, _) in sizes.items())
+        total = sum(rss for rss, _, _, _ in sizes.values())
+        own = ", ".join(f"{name} {size:.0f}" for name, (_, _, size, _) in sizes.items())
         print(f"   {time.monotonic() - start:6.0f} s: {len(progress)}/{count} ended"
               f" ({Counter(t.outcome for t in progress).get('lost', 0)} lost), service RSS {total:.0f} MiB,"
-              f" load {load()}; PSS MiB: {pss}", flush=True)
+              f" load {load()}; own memory MiB: {own}", flush=True)
 
 
 async def run_load(api: str, secret: str, definitions: list[dict], count: int, rate: float, bound: float,
@@ -207,20 +208,30 @@ async def runs_missing(service: LocalService, keys: list[str]) -> set[str]:
 # --- figures ---------------------------------------------------------------------------------
 
 
-def memory(groups: Groups) -> dict[str, tuple[float, float, int]]:
-    """RSS and PSS (MiB) and the process count of each group. PSS shares each shared page
-    among the processes mapping it: summed over PostgreSQL's backends, RSS counts the
-    shared buffers once per backend, PSS once."""
+def memory(groups: Groups) -> dict[str, tuple[float, float, float, int]]:
+    """RSS, PSS and own memory (MiB) and the process count of each group. PSS shares each
+    shared page among the processes mapping it: summed over PostgreSQL's backends, RSS counts
+    the shared buffers once per backend, PSS once. Own memory is the PSS of the private
+    mappings only: shared memory segments (PostgreSQL's buffer cache, fixed in size by
+    ``shared_buffers`` and filling as the database grows) left out."""
     sizes = {}
     for name, pids in groups.items():
         kib = Counter()
         for pid in pids:
             try:
-                lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
             except OSError:
                 continue
-            kib.update({f[0]: int(f[1]) for f in map(str.split, lines) if f[0] in ("Rss:", "Pss:")})
-        sizes[name] = (kib["Rss:"] / 1024, kib["Pss:"] / 1024, len(pids))
+            private = True
+            for line in lines:
+                head, _, rest = line.partition(" ")
+                if "-" in head and not head.endswith(":"):  # a mapping: "start-end perms offset dev inode [path]"
+                    private = rest[3:4] == "p"
+                elif head in ("Rss:", "Pss:"):
+                    kib[head] += int(rest.split()[0])
+                    if head == "Pss:" and private:
+                        kib["own"] += int(rest.split()[0])
+        sizes[name] = (kib["Rss:"] / 1024, kib["Pss:"] / 1024, kib["own"] / 1024, len(pids))
     return sizes
 
 
@@ -244,22 +255,26 @@ def print_outcomes(tasks: list[Task]) -> int:
     return outcomes["lost"]
 
 
-def print_memory(before: dict[str, tuple[float, float, int]], after: dict[str, tuple[float, float, int]]) -> bool:
-    """RSS and PSS after the warm-up and at the end, by group; True when no PSS grew
-    beyond LEAK_LIMIT (a group that was not there at the start fails)."""
+def print_memory(before: dict[str, tuple[float, float, float, int]],
+                 after: dict[str, tuple[float, float, float, int]]) -> bool:
+    """RSS, PSS and own memory after the warm-up and at the end, by group; True when no
+    group's own memory grew beyond LEAK_LIMIT (a group that was not there at the start fails)."""
     print("   memory (MiB; each process with its descendants that have no role of their own):")
     print(f"     {'process':20s} {'RSS start':>9s} {'end':>8s} {'growth':>8s} {'PSS start':>10s} {'end':>8s}"
-          f" {'growth':>8s}  processes")
+          f" {'growth':>8s} {'own start':>10s} {'end':>8s} {'growth':>8s}  processes")
     ok = True
     for name in dict.fromkeys([*before, *after]):
-        (rss0, pss0, n0), (rss1, pss1, n1) = before.get(name, (0.0, 0.0, 0)), after.get(name, (0.0, 0.0, 0))
-        ok = ok and pss0 > 0 and (pss1 - pss0) / pss0 <= LEAK_LIMIT
+        (rss0, pss0, own0, n0) = before.get(name, (0.0, 0.0, 0.0, 0))
+        (rss1, pss1, own1, n1) = after.get(name, (0.0, 0.0, 0.0, 0))
+        ok = ok and own0 > 0 and (own1 - own0) / own0 <= LEAK_LIMIT
         print(f"     {name:20s} {rss0:9.1f} {rss1:8.1f} {growth(rss0, rss1)} {pss0:10.1f} {pss1:8.1f}"
-              f" {growth(pss0, pss1)}  {n0} -> {n1}")
-    totals = [sum(sizes[i] for sizes in figures.values()) for figures in (before, after) for i in (0, 1)]
-    print(f"     {'all':20s} {totals[0]:9.1f} {totals[2]:8.1f} {growth(totals[0], totals[2])}"
-          f" {totals[1]:10.1f} {totals[3]:8.1f} {growth(totals[1], totals[3])}")
-    print(f"   leak check, PSS growth within {LEAK_LIMIT:.0%} for every process: {'met' if ok else 'NOT met'}")
+              f" {growth(pss0, pss1)} {own0:10.1f} {own1:8.1f} {growth(own0, own1)}  {n0} -> {n1}")
+    totals = [sum(sizes[i] for sizes in figures.values()) for figures in (before, after) for i in (0, 1, 2)]
+    print(f"     {'all':20s} {totals[0]:9.1f} {totals[3]:8.1f} {growth(totals[0], totals[3])}"
+          f" {totals[1]:10.1f} {totals[4]:8.1f} {growth(totals[1], totals[4])}"
+          f" {totals[2]:10.1f} {totals[5]:8.1f} {growth(totals[2], totals[5])}")
+    print(f"   leak check, own memory growth within {LEAK_LIMIT:.0%} for every process:"
+          f" {'met' if ok else 'NOT met'}")
     return ok
 
 
