@@ -2,13 +2,13 @@
 
 Filters: ``alpha`` (a fade of the node's opacity over the filter's span, or a constant
 opacity), ``blur`` and the other blurs (``gblur``), ``colormap`` (negative, low contrast, a
-colour matrix, black & white), ``key``/``makeTransparent`` (chroma key, ``colorkey``);
-``frame``, ``borderBlur`` and ``fitAdapter`` of a picture are done once on the still
-(``stills.still_filters``). ``distancemap``/``distancecolor`` are the text's
-(``text.py``: stroke and drop shadow). ``tint``/``threetint`` colour by brightness. The masks (``mask``, ``lumamask``, ``alphamask`` and
-their ``inv`` kinds) cut the node's alpha by the cover of their ``<image>`` (a picture
-stretched to the node, or a colour; ``stills.mask_cover``); a mask made of a nested render is
-not drawn. Other filters are ignored with a warning.
+colour matrix, black & white), ``tint``/``threetint`` (colour by brightness),
+``key``/``makeTransparent`` (chroma key, ``colorkey``). The masks (``mask``, ``lumamask``,
+``alphamask`` and their ``inv`` kinds) cut the node's alpha by the cover of their ``<image>``
+(a picture stretched to the node, or a colour; ``stills.mask_cover``); a mask made of a
+nested render is not drawn. ``frame``, ``borderBlur`` and ``fitAdapter`` of a picture are
+done once on the still (``stills.still_filters``), the adapters' moves by ``motion.py``,
+``distancemap``/``distancecolor`` by ``text.py``. Other filters are ignored with a warning.
 
 Animators move a node in 2D over the animator's span (values held before and after it):
 
@@ -57,8 +57,6 @@ transparent (ffmpeg ``colorkey`` similarity, 0.01-1; the edge blends over half a
 LOW_CONTRAST = 0.5
 """Contrast of ``colormap preset="lowContrast"`` (1 = unchanged)."""
 ANIMATED = frozenset(("slide-in", "slide-out", "slide", "grow", "rot-in", "rot-out", "custom"))
-
-
 MASKS = frozenset(("mask", "alphamask", "alphainvmask", "lumamask", "lumainvmask"))
 MaskCover = Callable[[Filter, Stream], "str | None"]
 """A mask filter's cover for a stream: the label of a grey stream as long and as big as it
