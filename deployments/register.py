@@ -139,16 +139,17 @@ async def ensure_automation(client: PrefectClient, automation: AutomationCore) -
 
 
 def crash_automation(settings: Settings, recovery_deployment: UUID) -> AutomationCore:
-    """A running task whose heartbeats stop for ``heartbeat_timeout`` (its worker died),
-    or that never sent one after it started, is handed to the ``recover-run`` deployment:
-    run again, or marked Crashed, so its client never waits forever."""
+    """A claimed or running task whose heartbeats stop for ``heartbeat_timeout`` (its
+    worker died), or that never sent one after it was claimed (Pending: a worker killed
+    between claiming and starting it) or started, is handed to the ``recover-run``
+    deployment: run again, or marked Crashed, so its client never waits forever."""
     final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
     return AutomationCore(
         name=CRASH_AUTOMATION,
         description="Runs again (or marks Crashed) flow runs whose heartbeats stop.",
         trigger=EventTrigger(
-            after={"prefect.flow-run.Running", BEAT},
-            expect={BEAT, RELEASED, *final},
+            after={"prefect.flow-run.Pending", "prefect.flow-run.Running", BEAT},
+            expect={"prefect.flow-run.Running", BEAT, RELEASED, *final},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

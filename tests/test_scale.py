@@ -19,6 +19,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+from prefect.states import Pending
 
 from deployments.local import LocalService
 from flows.contract.keys import run_id_for
@@ -136,6 +137,18 @@ def test_runs_of_a_killed_worker_are_run_again_by_the_other(scale, api):
     assert all(s["status"] == "success" for s in statuses.values()), statuses
     for key in keys:
         assert RECOVERED in state_names(scale, key)
+
+
+def test_a_run_claimed_by_a_worker_that_died_before_starting_it_is_run_again(scale, api):
+    """A run left Pending (claimed, never started: its worker died in between) is recovered
+    after the heartbeat timeout like a running one, and ends ``success``."""
+    with paused(worker_pid(scale, 1)), paused(worker_pid(scale, 2)):
+        key = hello(api, "claimed")
+        with prefect(scale) as client:
+            client.set_flow_run_state(run_id_for(key), Pending(), force=True)
+    statuses = wait_final(api, [key], 60)
+    assert statuses[key]["status"] == "success", statuses
+    assert RECOVERED in state_names(scale, key)
 
 
 def test_a_poison_input_is_retried_then_crashed_and_others_go_on(scale, api):
