@@ -6,6 +6,7 @@ running task's heartbeats stop for ``heartbeat_timeout`` seconds, or a claimed (
 one has not started within that time. The task is scheduled
 again for any worker (``AwaitingRetry``) up to ``crash_retries`` times; after that it ends
 Crashed with a message saying so, and its errback is sent by the errback automation. A
+run being cancelled (Cancelling) ends Cancelled instead of running again. A
 run that ended meanwhile, or whose heartbeats came back (the Prefect tier itself was down
 and its worker kept running it), is left alone: a task is never run twice at once.
 """
@@ -18,7 +19,8 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
-from prefect.states import AwaitingRetry, Crashed
+from prefect.client.schemas.objects import StateType
+from prefect.states import AwaitingRetry, Cancelled, Crashed
 
 from flows.settings import get_settings
 
@@ -28,6 +30,7 @@ RECOVERY_FLOW = "recover-run"
 # never reopens the watch of a run that ended).
 BEAT, RELEASED = "dragonflow.flow-run.beat", "dragonflow.flow-run.released"
 RECOVERED = "Recovered"  # the name of the Scheduled state a recovered run is given
+CANCELLED_ORPHAN = "cancelled while its worker was gone"
 
 
 @flow(name=RECOVERY_FLOW, flow_run_name="recover {flow_run_id}", persist_result=False)
@@ -43,6 +46,10 @@ async def recover_run(flow_run_id: UUID) -> str:
         if await _beat_lately(client, flow_run_id, settings.heartbeat_timeout):
             logger.info("%s: its worker is beating again, left alone", run.name)
             return "alive"
+        if run.state.type == StateType.CANCELLING:  # its client asked to stop it: never run it again
+            await client.set_flow_run_state(flow_run_id, Cancelled(message=CANCELLED_ORPHAN), force=True)
+            logger.info("%s: %s", run.name, CANCELLED_ORPHAN)
+            return "Cancelled"
         history = await client.read_flow_run_states(flow_run_id)
         deaths = 1 + sum(1 for state in history if state.name == RECOVERED)
         silent = f"no heartbeat for {settings.heartbeat_timeout:g} s"

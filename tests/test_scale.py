@@ -19,7 +19,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-from prefect.states import Pending
+from prefect.states import Cancelling, Pending
 
 from deployments.local import LocalService
 from flows.contract.keys import run_id_for
@@ -137,6 +137,21 @@ def test_runs_of_a_killed_worker_are_run_again_by_the_other(scale, api):
     assert all(s["status"] == "success" for s in statuses.values()), statuses
     for key in keys:
         assert RECOVERED in state_names(scale, key)
+
+
+def test_a_run_cancelled_after_its_worker_died_ends_cancelled_not_run_again(scale, api):
+    """Worker 1 is SIGKILLed under a task, then the task is cancelled: once its heartbeats
+    are missed it ends Cancelled (the errback kind of error), and was run only once."""
+    with paused(worker_pid(scale, 2)):
+        key = hello(api, "cancel me", delay=30)
+        wait_for(lambda: status_of(api, key)["status"] == "executing", 40, "executing on worker 1")
+        os.kill(worker_pid(scale, 1), signal.SIGKILL)
+    with prefect(scale) as client:
+        client.set_flow_run_state(run_id_for(key), Cancelling(), force=True)
+    status = wait_final(api, [key], 60)[key]
+    assert status["status"] == "error" and "cancelled while its worker was gone" in status["error"], status
+    with prefect(scale) as client:
+        assert client.read_flow_run(run_id_for(key)).run_count == 1
 
 
 def test_a_run_claimed_by_a_worker_that_died_before_starting_it_is_run_again(scale, api):
