@@ -3,11 +3,10 @@ taken down by its own input).
 
 A Prefect automation (``deployments/register.py``) runs this flow's deployment when a
 running task's heartbeats stop for ``heartbeat_timeout`` seconds, or a claimed (Pending)
-one has not started within that time. The task is scheduled
-again for any worker (``AwaitingRetry``) up to ``crash_retries`` times; after that it ends
-Crashed with a message saying so, and its errback is sent by the errback automation. A
-run being cancelled (Cancelling) ends Cancelled instead of running again. A
-run that ended meanwhile, or whose heartbeats came back (the Prefect tier itself was down
+one has not started within that time. The task is scheduled again for any worker
+(``AwaitingRetry``) up to ``crash_retries`` times; after that it ends Crashed with a message
+saying so, and its errback is sent by the errback automation. A run being cancelled
+(Cancelling) ends Cancelled instead of running again. A run that ended meanwhile, or whose heartbeats came back (the Prefect tier itself was down
 and its worker kept running it), is left alone: a task is never run twice at once.
 """
 

@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Callable
 
 from flows.create.graph import FilterGraph, Stream, num
-from flows.create.motion import ADAPTERS
+from flows.create.motion import ADAPTERS, MAX_ZOOM
 from flows.create.stills import KB, KR
 from flows.create.sxml import Color, Filter, Key
 from flows.create.timeline import Modifier
@@ -44,8 +44,6 @@ from flows.create.turn import Turn
 
 GROW_CAMERA = 2.0
 """Distance of the camera from the screen plane (screen units, §5.1) for ``grow``."""
-MAX_ZOOM = 4.0
-"""Largest zoom an animator draws (a bigger one is clamped)."""
 STILL_FILTERS = frozenset(("frame", "borderBlur", "fitAdapter"))
 """Filters of a picture done once on the still."""
 BLURS = frozenset(("blur", "hblur", "vblur", "gaussianBlur", "hgaussianBlur", "vgaussianBlur", "directionalBlur",
@@ -88,6 +86,11 @@ def _window(graph: FilterGraph, modifier: Modifier, stream: Stream) -> tuple[int
     return a, b
 
 
+def _enable(graph: FilterGraph, a: int, b: int) -> str:
+    """A filter's timeline expression: on from the stream's own frame ``a`` to ``b``."""
+    return f"between(t,{graph.seconds(a)},{graph.seconds(b)})"
+
+
 def _param(node, name: str, default: float) -> float:
     value = node.params.get(name)
     return default if value is None else float(value)
@@ -100,8 +103,7 @@ def _filter(graph: FilterGraph, modifier: Modifier, stream: Stream) -> Stream:
     node = modifier.node
     kind = node.type
     a, b = _window(graph, modifier, stream)
-    start, end, duration = graph.seconds(a), graph.seconds(b), graph.seconds(max(0, b - a))
-    enable = f"between(t,{start},{end})"
+    start, duration, enable = graph.seconds(a), graph.seconds(max(0, b - a)), _enable(graph, a, b)
     if kind == "alpha":
         a0 = _param(node, "alphaStart", 1.0)
         a1 = _param(node, "alphaEnd", a0)
@@ -207,7 +209,7 @@ def _mask(graph: FilterGraph, modifier: Modifier, stream: Stream, cover: MaskCov
     graph.chains.append(f"{stream.label}split{own}{copy}")
     alpha = graph.chain(own, ["alphaextract"])
     graph.chains += [
-        f"{alpha}{label}blend=all_mode=multiply:enable='between(t,{graph.seconds(a)},{graph.seconds(b)})'{kept}",
+        f"{alpha}{label}blend=all_mode=multiply:enable='{_enable(graph, a, b)}'{kept}",
         f"{copy}{kept}alphamerge{out}",
     ]
     return replace(stream, label=out)

@@ -13,7 +13,8 @@ from flows.create.timeline import Modifier, VisualClip
 KENBURNS_ZOOM = 1.2
 """Zoom at the far end of a Ken Burns move (1.0 at the other)."""
 MAX_ZOOM = 4.0
-"""Largest zoom an adapter filter may ask for."""
+"""Largest zoom drawn (adapter filters here; animators in ``modifiers.py``): a bigger one
+is clamped."""
 KENBURNS_DRIFTS = (
     ((0.42, 0.45), (0.58, 0.55)),
     ((0.58, 0.42), (0.42, 0.58)),
