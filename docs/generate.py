@@ -3,7 +3,7 @@
 The registry (``flows/registry.py``) is the one list of tasks; each task's parameter
 table (names, defaults, v1 defaults, limits, descriptions) is written from its model between
 ``<!-- task:NAME -->`` markers, README's task table between ``<!-- tasks -->`` markers and
-README's settings table (from ``flows/settings.py``) between ``<!-- settings -->`` markers.
+docs/settings.md's table (from ``flows/settings.py``) between ``<!-- settings -->`` markers.
 Prose around the markers is kept.
 
     python docs/generate.py          # rewrite the files
@@ -151,8 +151,8 @@ def generated() -> dict[Path, str]:
 
     readme = ROOT / "README.md"
     files[readme] = replace_block(text_of(readme), "<!-- tasks", "<!-- /tasks -->", readme_table(), None)
-    files[readme] = replace_block(files[readme], "<!-- settings", "<!-- /settings -->", settings_table(), None)
-    files[readme] = replace_block(files[readme], "<!-- ladder", "<!-- /ladder -->", ladder_table(), None)
+    settings = ROOT / "docs" / "settings.md"
+    files[settings] = replace_block(text_of(settings), "<!-- settings", "<!-- /settings -->", settings_table(), None)
     vimqu = ROOT / "docs" / "vimqu.md"
     files[vimqu] = replace_block(text_of(vimqu), "<!-- ladder", "<!-- /ladder -->", ladder_table(), None)
     for spec in TASKS.values():

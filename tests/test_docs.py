@@ -16,3 +16,10 @@ def test_every_setting_is_described():
     from flows.settings import Settings
 
     assert [name for name, field in Settings.model_fields.items() if not field.description] == []
+
+
+def test_readme_stays_a_newcomers_page():
+    """Set-up, try it, tasks, surfaces and an operations summary; figures live in docs/performance.md."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) < 450, f"README.md has {len(lines)} lines: move reference material under docs/"
+    assert lines[2:6] == ["```sh", lines[3], lines[4], "```"] and lines[3].startswith("./bootstrap.sh up"), lines[:6]
