@@ -9,14 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import typer
 import uvicorn
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from deployments import service_file
+from deployments.local import free_port
 from deployments.server import api_url_for, is_healthy, prefect_env, start_server, stop, wait_until
+from deployments.service_file import ServiceError
 from deployments.supervise import Supervisor
 from flows.settings import Settings, get_settings
 
@@ -28,16 +32,56 @@ account_app = typer.Typer(help="Manage API accounts (stored as Prefect blocks)."
 app.add_typer(account_app, name="account")
 
 
-def _prefect_url(settings: Settings, prefect_port: int) -> tuple[str, subprocess.Popen | None]:
-    """The Prefect API to use: PREFECT_API_URL, one already on the port, or a new SQLite server."""
-    configured = PREFECT_API_URL.value()
-    if configured:
-        return configured, None
-    url = api_url_for(prefect_port)
-    if is_healthy(url):
-        return url, None
-    typer.echo(f"Starting a SQLite Prefect server on 127.0.0.1:{prefect_port} ...", err=True)
-    return url, start_server(settings, prefect_port)
+NO_SERVICE = ("no running dragonflow service in DRAGONFLOW_HOME={home}: start it with `{start}`, or set"
+              " PREFECT_API_URL (and PREFECT_API_AUTH_STRING if that Prefect requires auth)")
+
+
+@contextmanager
+def _service_prefect(may_start: bool, port: Optional[int] = None) -> Iterator[None]:
+    """Run the block against the Prefect API of this command: PREFECT_API_URL when set (the
+    user's choice); else that of the service running in DRAGONFLOW_HOME (as ``up`` recorded
+    it, with its Prefect auth); else, when ``may_start`` and the home's database is the
+    SQLite one, a temporary SQLite server over it (on ``port``, default a free one), stopped
+    afterwards. Otherwise exits saying what to do."""
+    if PREFECT_API_URL.value():
+        yield
+        return
+    settings = get_settings()
+    server = None
+    try:
+        state = service_file.running(settings.home)
+        if state:
+            client = service_file.prefect_client(settings.home, state)
+        else:
+            topology = service_file.last_topology(settings.home)
+            if not may_start or topology not in (None, "sqlite"):
+                start = "dragonflow up --scale" if topology == "scale" else "dragonflow up"
+                raise ServiceError(NO_SERVICE.format(home=settings.home, start=start))
+            client, server = _temporary_server(settings, port or free_port())
+        with temporary_settings(_prefect_settings(client)):
+            yield
+    except ServiceError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1)
+    finally:
+        if server:
+            stop([server])
+            service_file.release(settings.home)
+
+
+def _temporary_server(settings: Settings, port: int) -> tuple[dict[str, str], subprocess.Popen]:
+    """A SQLite Prefect server over the home's database, recorded as the home's service
+    while it runs (``up`` and other commands then see it)."""
+    url = api_url_for(port)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    service_file.claim(settings.home, {"topology": "temporary", "prefect_apis": [url]})
+    typer.echo(f"No dragonflow service runs in DRAGONFLOW_HOME={settings.home}: starting a temporary SQLite"
+               f" Prefect server on 127.0.0.1:{port} ...", err=True)
+    try:
+        return {"PREFECT_API_URL": url}, start_server(settings, port)
+    except BaseException:
+        service_file.release(settings.home)
+        raise
 
 
 async def _register(starting_service: bool) -> dict[str, str] | None:
@@ -80,10 +124,19 @@ def up(
     if "public_url" not in settings.model_fields_set:  # not set by DRAGONFLOW_PUBLIC_URL
         settings.public_url = f"http://127.0.0.1:{port}"
     settings.home.mkdir(parents=True, exist_ok=True)
+    topology = "scale" if scale else "external" if PREFECT_API_URL.value() else "sqlite"
+    try:
+        service_file.claim(settings.home, {"topology": topology, "api": f"http://127.0.0.1:{port}"})
+    except ServiceError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1)
+    service_file.record_topology(settings.home, topology)
     supervisor = Supervisor(lambda line: typer.echo(line, err=True))
     _stop_on_signals()
     try:
         clients = _start_prefect(supervisor, settings, prefect_port, scale, api_processes, prefect_host)
+        service_file.update(settings.home, prefect_apis=[client["PREFECT_API_URL"] for client in clients],
+                            prefect_auth=clients[0].get("PREFECT_API_AUTH_STRING") or _configured_auth())
         with temporary_settings(_prefect_settings(clients[0])):
             credentials = asyncio.run(_register(starting_service=True))
         command = [sys.executable, "-m", "deployments.cli"]
@@ -106,8 +159,12 @@ def up(
         supervisor.run_forever()
     except KeyboardInterrupt:
         pass
+    except ServiceError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1)
     finally:
         stop(supervisor.processes)
+        service_file.release(settings.home)
 
 
 def _stop_on_signals() -> None:
@@ -128,9 +185,14 @@ def _start_prefect(supervisor: Supervisor, settings: Settings, prefect_port: int
                    api_processes: int, host: str) -> list[dict[str, str]]:
     """Start (and supervise) the Prefect tier; the client settings of each Prefect API."""
     if not scale:
-        api_url, server = _prefect_url(settings, prefect_port)
-        if server:
-            supervisor.adopt("Prefect server", server, functools.partial(start_server, settings, prefect_port))
+        if PREFECT_API_URL.value():
+            return [{"PREFECT_API_URL": PREFECT_API_URL.value()}]
+        api_url = api_url_for(prefect_port)
+        if is_healthy(api_url):
+            raise ServiceError(f"a Prefect server that is not this home's already answers on 127.0.0.1:{prefect_port}:"
+                               f" choose another --prefect-port, or set PREFECT_API_URL={api_url} to use it")
+        server = start_server(settings, prefect_port)
+        supervisor.adopt("Prefect server", server, functools.partial(start_server, settings, prefect_port))
         return [{"PREFECT_API_URL": api_url}]
     from deployments.scale import PrefectTier
 
@@ -146,6 +208,12 @@ def _start_prefect(supervisor: Supervisor, settings: Settings, prefect_port: int
             if process is not None:
                 supervisor.adopt(name, process, restart)
     return [tier.client_settings(replica) for replica in range(api_processes)]
+
+
+def _configured_auth() -> str | None:
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    return PREFECT_API_AUTH_STRING.value()
 
 
 def _prefect_settings(client: dict[str, str]) -> dict[Any, str]:
@@ -180,19 +248,23 @@ def api(
     port: int = typer.Option(get_settings().api_port, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
 ) -> None:
-    """Serve the REST API alone (against PREFECT_API_URL)."""
-    uvicorn.run("api.app:app", host=host, port=port, log_level="warning")
+    """Serve the REST API alone (against PREFECT_API_URL, else the service running in
+    DRAGONFLOW_HOME)."""
+    with _service_prefect(may_start=False):
+        uvicorn.run("api.app:app", host=host, port=port, log_level="warning")
 
 
 @app.command()
 def worker(name: Optional[str] = typer.Option(None, help="Worker name shown in the UI.")) -> None:
-    """Run one warm worker alone (start many, on many machines, against one server)."""
+    """Run one warm worker alone (start many, on many machines, against one server: the
+    PREFECT_API_URL, else the service running in DRAGONFLOW_HOME)."""
     from deployments.worker import serve_worker
 
-    try:
-        asyncio.run(serve_worker(name))
-    except KeyboardInterrupt:
-        pass
+    with _service_prefect(may_start=False):
+        try:
+            asyncio.run(serve_worker(name))
+        except KeyboardInterrupt:
+            pass
 
 
 def _parse_pairs(pairs: list[str]) -> dict[str, Any]:
@@ -229,41 +301,36 @@ async def _run_task(definition: dict[str, Any]) -> dict[str, Any]:
 def run(
     task_name: str = typer.Argument(..., help="Task name, e.g. image.thumb."),
     params: list[str] = typer.Argument(None, help="Task parameters as key=value."),
-    prefect_port: int = typer.Option(get_settings().prefect_port, help="Prefect server port when none is configured."),
+    prefect_port: Optional[int] = typer.Option(None, help="Port of the temporary Prefect server started when no"
+                                               " service runs in DRAGONFLOW_HOME (default: a free one)."),
 ) -> None:
-    """Run one task through Prefect in this process and print its status JSON."""
+    """Run one task through Prefect in this process and print its status JSON (against
+    PREFECT_API_URL, else the service running in DRAGONFLOW_HOME, else a temporary SQLite
+    server over the home's database)."""
     from api.errors import ApiError
 
-    settings = get_settings()
-    api_url, server = _prefect_url(settings, prefect_port)
     try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
+        with _service_prefect(may_start=True, port=prefect_port):
             asyncio.run(_register(starting_service=False))
             status = asyncio.run(_run_task({"task_name": task_name, **_parse_pairs(params or [])}))
     except ApiError as exc:
         typer.echo(json.dumps({"status": "error", "errors": exc.errors}, indent=2))
         raise typer.Exit(2)
-    finally:
-        stop([server] if server else [])
     typer.echo(json.dumps(status, indent=2))
     raise typer.Exit(0 if status["status"] == "success" else 1)
 
 
 def _with_prefect(work: Any) -> Any:
-    """Run coroutine function ``work`` against the configured Prefect server (or a SQLite
-    one started for the occasion), after registering the block types."""
+    """Run coroutine function ``work`` against the Prefect API of this command (see
+    ``_service_prefect``), after registering the block types."""
     from deployments.register import register_blocks
 
     async def _work() -> Any:
         await register_blocks(get_settings())
         return await work()
 
-    api_url, server = _prefect_url(get_settings(), get_settings().prefect_port)
-    try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            return asyncio.run(_work())
-    finally:
-        stop([server] if server else [])
+    with _service_prefect(may_start=True):
+        return asyncio.run(_work())
 
 
 def _load_or_exit(name: str):

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     )
     api_max_tasks_per_create: int = Field(1000, ge=1, description="Most tasks one create request may hold (more: 400).")
     api_port: int = Field(8000, description="Port of the REST API started by `dragonflow up` / `dragonflow api`.")
-    prefect_port: int = Field(4200, description="Port of the SQLite Prefect server the CLI starts when none is configured.")
+    prefect_port: int = Field(4200, description="Port of the Prefect server `dragonflow up` starts (with --scale: its first API process).")
     worker_poll_seconds: float = Field(
         2.0, description="Fallback poll interval of the warm worker (it picks runs up on Prefect events)."
     )
