@@ -10,7 +10,7 @@ import pytest
 
 from flows.create.profiles import V1_PROFILES, profile
 from flows.create.sxml import Box, Speech, parse
-from flows.create.timeline import DEFAULT_DURATION, LOWER_THIRD, THEME_IMAGE_DURATION, Plan, plan
+from flows.create.timeline import DEFAULT_DURATION, LOWER_THIRD, THEME_CROSSFADE, THEME_IMAGE_DURATION, Plan, plan
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "sxml"
 MUSIC = "https://e.com/music.mp3"
@@ -268,11 +268,13 @@ def test_layers_are_in_paint_order():
 def test_theme_widget_is_a_crossfaded_slideshow_under_its_soundtrack():
     definition = parse((EXAMPLES / "14_theme_widget.xml").read_bytes())
     result = plan(definition.movie, {"https://example.com/music.mp3": 10.0})
-    # cards 3 + 2 + 3, images 4 + default + 5, map 3; six 1 s crossfades
-    assert result.duration == 3 + 4 + THEME_IMAGE_DURATION + 2 + 5 + 3 + 3 - 6
+    # cards 3 + 2 + 3, images 4 + default + 5, map 3, each shown alone that long; six 1 s crossfades added
+    assert result.duration == 3 + 4 + THEME_IMAGE_DURATION + 2 + 5 + 3 + 3 + 6 * THEME_CROSSFADE
     assert {v.effect.type for v in result.visuals if v.media.filename} == {"kenburns"}
     captions = [t for t in result.texts if t.box == LOWER_THIRD]
-    assert [(t.text.text, t.start, t.end) for t in captions] == [("Arrival at the beach", 2.0, 6.0), ("Sunset", 5.0, 9.0)]
+    # each caption fades in and out with its picture, around its 4 s alone (4-8 s, then 9-13 s)
+    assert [(t.text.text, t.start, t.end) for t in captions] == [("Arrival at the beach", 3.0, 9.0), ("Sunset", 8.0, 14.0)]
+    assert [(t.start, t.end) for t in result.transitions[:3]] == [(3.0, 4.0), (8.0, 9.0), (13.0, 14.0)]
     (music,) = result.audio
     assert (music.start, music.end, music.loop) == (0.0, result.duration, True)
     assert len(result.transitions) == 6 and {t.transition.type for t in result.transitions} == {"crossfade"}

@@ -19,11 +19,14 @@ The result is flat and render-ready: every drawn leaf (``VisualClip``, ``TextCli
 (indexes from the body down): sorting by path is the paint order (back to front), and a
 path prefix says which group a record belongs to (what a transition blends, what a stack
 filter post-processes). Theme widgets are expanded to the slideshow fallback of §13
-(``expand_widget``) before timing.
+(``expand_widget``) before timing; there an item's ``duration`` is how long it is shown alone,
+and the crossfades between items are added to it (the sequence rule above then gives a movie
+of the items' durations plus the crossfades).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from flows.create.sxml import (
@@ -56,7 +59,7 @@ THEME_IMAGE_DURATION = 4.0
 THEME_CARD_DURATION = 3.0
 """A theme widget's text card without ``duration``."""
 THEME_CROSSFADE = 1.0
-"""The crossfade between a theme widget's items."""
+"""The crossfade between a theme widget's items: added to their durations, never taken from them."""
 THEME_BACKGROUND = Color(0, 0, 0)
 """The plate behind a theme widget's text cards."""
 LOWER_THIRD = Box(bottom=0.06, height=0.14, left=0.05, right=0.05)
@@ -181,15 +184,19 @@ class Plan:
 # --------------------------------------------------------------------------- theme widgets (§13)
 
 
-def expand_widget(widget: Widget) -> Stack:
+def expand_widget(widget: Widget, playable: Callable[[Video], float]) -> Stack:
     """The slideshow fallback of a theme widget: its items in a crossfaded sequence (images
     with kenburns and their captions as lower thirds, videos, text cards on a plain plate)
-    under its soundtrack, which loops and follows the pictures (``..``) unless it has a duration."""
-    items: list[Node] = []
+    under its soundtrack, which loops and follows the pictures (``..``) unless it has a duration.
+
+    An item's ``duration`` is how long it is shown alone (its caption readable): each item
+    lasts that plus the crossfades on its sides, so the movie lasts the sum of the items'
+    durations plus one ``THEME_CROSSFADE`` between each two. ``playable``: a video's length."""
+    nodes: list[Image | Video | Text] = []
     sounds: list[Audio] = []
 
-    def collect(nodes: tuple[Node, ...]) -> None:
-        for node in nodes:
+    def collect(children: tuple[Node, ...]) -> None:
+        for node in children:
             if isinstance(node, Track):
                 if node.type == "audio":
                     sounds.extend(n for n in node.children if isinstance(n, Audio))
@@ -198,14 +205,15 @@ def expand_widget(widget: Widget) -> Stack:
             elif isinstance(node, Audio):
                 sounds.append(node)
             elif isinstance(node, (Image, Video, Text)):
-                items.append(_theme_item(node))
+                nodes.append(node)
 
     collect(widget.children)
     sequence: list[Node] = []
-    for item in items:
+    for index, node in enumerate(nodes):
         if sequence:
-            sequence.append(Transition(line=item.line, type="crossfade", duration=THEME_CROSSFADE))
-        sequence.append(item)
+            sequence.append(Transition(line=node.line, type="crossfade", duration=THEME_CROSSFADE))
+        sides = (index > 0) + (index < len(nodes) - 1)
+        sequence.append(_theme_item(node, playable, sides * THEME_CROSSFADE))
     music = [
         replace(a, loop=True, timing=a.timing if a.timing.duration is not None else replace(a.timing, slave=True))
         for a in sounds
@@ -213,22 +221,26 @@ def expand_widget(widget: Widget) -> Stack:
     return Stack(line=widget.line, timing=widget.timing, children=(Sequence(line=widget.line, children=tuple(sequence)), *music))
 
 
-def _theme_item(node: Image | Video | Text) -> Node:
+def _theme_item(node: Image | Video | Text, playable: Callable[[Video], float], crossfades: float) -> Stack:
+    """One theme item: shown alone for its duration, plus ``crossfades`` seconds of blending
+    with its neighbours (a video starts with its incoming crossfade, its last frame held)."""
     if isinstance(node, Video):
-        return Effect(line=node.line, timing=node.timing, type="none", children=(replace(node, timing=Timing()),))
-    if isinstance(node, Image):
+        shown = node.timing.duration if node.timing.duration is not None else playable(node)
+        content: tuple[Node, ...] = (Effect(line=node.line, timing=Timing(slave=True), type="none",
+                                            children=(replace(node, timing=Timing(duration=shown)),)),)
+    elif isinstance(node, Image):
+        shown = node.timing.duration or THEME_IMAGE_DURATION
         effect = Effect(
             line=node.line,
             type="none" if node.kind == "map" else "kenburns",
             children=(replace(node, timing=Timing(), captions=()),),
         )
-        captions = tuple(replace(c, kind="legend", timing=Timing()) for c in node.captions)
-        return Stack(line=node.line, timing=Timing(duration=node.timing.duration or THEME_IMAGE_DURATION),
-                     children=(effect, *captions))
-    plate = Effect(line=node.line, type="none", children=(Image(line=node.line, color=THEME_BACKGROUND),))
-    card = (replace(node, kind="zone", timing=Timing()),) if node.text else ()
-    return Stack(line=node.line, timing=Timing(duration=node.timing.duration or THEME_CARD_DURATION),
-                 children=(plate, *card))
+        content = (effect, *(replace(c, kind="legend", timing=Timing()) for c in node.captions))
+    else:
+        shown = node.timing.duration or THEME_CARD_DURATION
+        plate = Effect(line=node.line, type="none", children=(Image(line=node.line, color=THEME_BACKGROUND),))
+        content = (plate, *((replace(node, kind="zone", timing=Timing()),) if node.text else ()))
+    return Stack(line=node.line, timing=Timing(duration=shown + crossfades), children=content)
 
 
 # --------------------------------------------------------------------------- timing
@@ -297,7 +309,7 @@ class _Timer:
     def widget(self, node: Widget) -> Stack:
         """The widget's expansion, built once (its nodes' ids key the memos)."""
         if id(node) not in self._widgets:
-            self._widgets[id(node)] = expand_widget(node)
+            self._widgets[id(node)] = expand_widget(node, self.playable)
         return self._widgets[id(node)]
 
     def intrinsic(self, node: Node) -> float | None:
