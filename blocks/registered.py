@@ -41,7 +41,7 @@ import fsspec
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
 from .credentials import S3Credentials
 from .meta import DOCUMENTATION_URL, LOGO_URL
@@ -70,7 +70,8 @@ class StorageNotFound(LookupError):
 
 class StorageUnavailable(OSError):
     """A storage server refused or failed an operation. ``reason`` is the backend's own words;
-    ``transient`` is True when the server could not be reached (worth retrying)."""
+    ``transient`` is True when the server could not be reached or said the failure is
+    temporary (worth retrying)."""
 
     def __init__(self, storage: "RegisteredStorage", operation: str, reason: str, transient: bool = False):
         self.driver, self.storage_name, self.operation = storage.driver, storage.name, operation
@@ -109,9 +110,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def _transient(exc: BaseException) -> bool:
-    """True when ``exc`` (or a cause) says the server could not be reached at all."""
+    """True when ``exc`` (or a cause) says the server could not be reached at all, or
+    answered that the failure is temporary (an FTP 4xx reply, ftplib's ``error_temp``)."""
     names = ("ConnectionError", "ConnectTimeout", "EndpointConnectionError", "ClientConnectorError",
-             "ServiceRequestError", "ConnectionRefusedError", "TimeoutError", "ServerDisconnectedError")
+             "ServiceRequestError", "ConnectionRefusedError", "TimeoutError", "ServerDisconnectedError",
+             "error_temp")
     current: BaseException | None = exc
     for _ in range(6):
         if current is None:
@@ -667,6 +670,7 @@ class _FileServerStorage(RegisteredStorage):
     _block_type_slug = "dragonflow-registered-file-server"
 
     root: str = Field("/", description="Directory on the server the storage's paths are under.")
+    _directories: set[str] = PrivateAttr(default_factory=set)
 
     @field_validator("root")
     @classmethod
@@ -688,9 +692,32 @@ class _FileServerStorage(RegisteredStorage):
         directory, name = posixpath.split(target)
         return posixpath.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.part")
 
+    def _make_directories(self, fs: fsspec.AbstractFileSystem, directory: str) -> None:
+        """Make ``directory`` and its missing parents (the root too). Idempotent, and safe when
+        concurrent uploads (each on its own connection) make the same ones: a directory that
+        another upload made between the check and the create is fine. (fsspec's FTP
+        ``makedirs(exist_ok=True)`` checks, then creates, and fails with ``550 File exists``
+        when it loses that race.) Directories made or seen are remembered for this block
+        until an upload into one fails."""
+        if directory in self._directories:
+            return
+        missing: list[str] = []
+        current = directory
+        while current not in ("", "/") and not fs.isdir(current):
+            missing.append(current)
+            current = posixpath.dirname(current)
+        for path in reversed(missing):
+            try:
+                fs.mkdir(path, create_parents=False)
+            except Exception:
+                fs.invalidate_cache(posixpath.dirname(path))
+                if not fs.isdir(path):
+                    raise
+        self._directories.add(directory)
+
     def _upload(self, fs: fsspec.AbstractFileSystem, local: Path, target: str) -> None:
         temporary = self._temporary(target)
-        fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        self._make_directories(fs, posixpath.dirname(target))
         try:
             self._send(fs, local, temporary)
             try:
@@ -704,6 +731,7 @@ class _FileServerStorage(RegisteredStorage):
                 fs.rm_file(target)
                 fs.mv(temporary, target)
         except BaseException:
+            self._directories.discard(posixpath.dirname(target))  # looked for again next time
             try:
                 fs.rm_file(temporary)
             except Exception:

@@ -261,9 +261,11 @@ def _self_signed_certificate(directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def ftp_server(root: Path, username: str = "vimqu", password: str | None = None) -> Iterator[FTPServer]:
+def ftp_server(root: Path, username: str = "vimqu", password: str | None = None,
+               commands: dict[str, Any] | None = None) -> Iterator[FTPServer]:
     """pyftpdlib on 127.0.0.1 with one user whose home is ``root``; plain FTP and explicit
-    FTPS (AUTH TLS, self-signed certificate) on the same port."""
+    FTPS (AUTH TLS, self-signed certificate) on the same port. ``commands`` replaces the
+    handler's methods (``{"ftp_STOR": fn}``), e.g. to count or refuse some uploads."""
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import TLS_FTPHandler
     from pyftpdlib.ioloop import IOLoop
@@ -273,7 +275,7 @@ def ftp_server(root: Path, username: str = "vimqu", password: str | None = None)
     password = password or "ftp-secret-" + uuid.uuid4().hex[:8]
     authorizer = DummyAuthorizer()
     authorizer.add_user(username, password, str(root), perm="elradfmwMT")
-    handler = type("Handler", (TLS_FTPHandler,), {})
+    handler = type("Handler", (TLS_FTPHandler,), dict(commands or {}))
     handler.authorizer = authorizer
     certificates = tempfile.TemporaryDirectory(prefix="ftps-")
     handler.certfile = str(_self_signed_certificate(Path(certificates.name)))
