@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.errors import ApiError, bad_request
 from flows.contract.keys import key_for
-from api.routes import query_params, read_body
+from api.routes import query_params, read_body, while_connected
 from flows.contract.runs import task_name_of
 from api.tasks import check_definitions
 from flows.registry import TASKS
@@ -56,7 +56,7 @@ async def create_file(request: Request, task: Any, filename: str | None, credent
     definition = check_definitions(task)[0]
     pick_output(definition["task_name"], filename)
     run_ids = await request.app.state.tasks.create([definition], account, version="v1")
-    return await wait_and_redirect(request, key_for(run_ids[0]), account.name, filename)
+    return await while_connected(request, wait_and_redirect(request, key_for(run_ids[0]), account.name, filename))
 
 
 @router.get("/create_file")
@@ -85,4 +85,4 @@ async def file_get(request: Request, filename: str | None = None):
     account = await request.app.state.accounts.authenticate(request, params)
     if not params.get("task"):
         raise bad_request("task", "task is missing", location="query")
-    return await wait_and_redirect(request, params["task"], account.name, filename)
+    return await while_connected(request, wait_and_redirect(request, params["task"], account.name, filename))

@@ -3,12 +3,13 @@ their streaming variants. The versions differ only in defaults and where errors 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import cache
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Awaitable, Literal, TypeVar, Union
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, create_model
 from pydantic.json_schema import models_json_schema
 
@@ -92,6 +93,31 @@ async def read_body(request: Request) -> dict[str, Any]:
     return body
 
 
+T = TypeVar("T")
+
+
+async def _hung_up(request: Request) -> None:
+    """Return once the client has closed its connection (the request body already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def while_connected(request: Request, work: Awaitable[T]) -> T | Response:
+    """``work``'s answer, or, when the client hangs up first (its own timeout), ``work``
+    cancelled: a blocking create or status read then leaves nothing waiting in the watcher
+    (streams stop the same way: Starlette cancels them on disconnect). The empty answer
+    returned then reaches no one."""
+    answer = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_hung_up(request))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (gone, answer):
+            task.cancel()  # nothing when it is done
+        await asyncio.gather(gone, answer, return_exceptions=True)
+    return Response(status_code=204) if answer.cancelled() else answer.result()
+
+
 def query_params(request: Request) -> dict[str, Any]:
     """GET parameters; ``tasks`` may repeat."""
     params: dict[str, Any] = dict(request.query_params)
@@ -134,9 +160,9 @@ def tasks_router(version: str) -> APIRouter:
         """Queue one or more tasks; their statuses in request order (``block``: when done)."""
         body = await read_body(request)
         keys, account = await create_tasks(request, body, version)
-        return await request.app.state.tasks.statuses(
-            keys, account, version=version, block=as_bool(body.get("block"))
-        )
+        block = as_bool(body.get("block"))
+        answer = request.app.state.tasks.statuses(keys, account, version=version, block=block)
+        return await (while_connected(request, answer) if block else answer)
 
     @router.post("/create_stream", openapi_extra={"requestBody": CREATE_BODY})
     async def create_stream(request: Request) -> StreamingResponse:
@@ -147,13 +173,12 @@ def tasks_router(version: str) -> APIRouter:
 
     async def status(request: Request, params: dict[str, Any]) -> list[dict[str, Any]]:
         account = await request.app.state.accounts.authenticate(request, params)
-        return await request.app.state.tasks.statuses(
-            status_keys(params.get("tasks")),
-            account.name,
-            version=version,
-            details=as_bool(params.get("details")),
-            block=as_bool(params.get("block")),
+        block = as_bool(params.get("block"))
+        answer = request.app.state.tasks.statuses(
+            status_keys(params.get("tasks")), account.name, version=version,
+            details=as_bool(params.get("details")), block=block,
         )
+        return await (while_connected(request, answer) if block else answer)
 
     @router.get("/status")
     async def status_get(request: Request) -> list[dict[str, Any]]:

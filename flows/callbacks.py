@@ -61,7 +61,7 @@ async def send_callback(kind: str, url: str, body: dict[str, Any], origin: UUID,
     settings, logger = get_settings(), get_run_logger()
     number = await _try_number()
     try:
-        code = await deliver(url, body, await signing_secret(account), message_id)
+        answered = await deliver(url, body, await signing_secret(account), message_id)
     except (CallbackFailed, FetchError) as exc:
         if isinstance(exc, CallbackFailed) and number < settings.callback_attempts:
             delay = retry_delays(settings)[number - 1]
@@ -72,7 +72,7 @@ async def send_callback(kind: str, url: str, body: dict[str, Any], origin: UUID,
         logger.error("%s", outcome)
         await record_delivery(origin, kind, url, outcome)
         return Failed(message=outcome)
-    outcome = f"delivered (HTTP {code}) after {tries(number)}"
+    outcome = f"delivered ({answered}) after {tries(number)}"
     logger.info("%s", outcome)
     await record_delivery(origin, kind, url, outcome)
     return outcome

@@ -42,7 +42,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from uuid import UUID
 
 import httpx
@@ -142,29 +142,57 @@ def new_message_id() -> str:
 # --- delivery -----------------------------------------------------------------------------
 
 async def deliver(url: str, payload: dict[str, Any], secret: str | None = None,
-                  message_id: str | None = None) -> int:
+                  message_id: str | None = None) -> str:
     """POST ``payload`` to ``url`` once, to the address that was checked, signed with
-    ``secret`` when given; returns the receiver's HTTP status.
+    ``secret`` when given; returns what answered: ``HTTP 200``, or after redirects
+    ``HTTP 200 from <host:port>, redirected by HTTP 308``.
 
     URLs obey the same address rules as fetch (no private addresses unless allowed by
     ``DRAGONFLOW_FETCH_ALLOW``): FetchError when refused, CallbackFailed when the POST fails
-    or takes more than ``callback_timeout`` seconds."""
+    or takes more than ``callback_timeout`` seconds. Redirects: 301, 302, 307 and 308 are
+    followed up to ``fetch_max_redirects`` hops, each hop's address checked again, POSTing
+    the same body and signed headers (RFC 9110 keeps the method for 307/308; for 301/302
+    webhook senders re-POST too rather than turn a notification into a GET); a 303 (See
+    Other: the POST was handled, look elsewhere) counts as delivered and is not followed."""
+    def place(target: str) -> str:  # a redirect target as shown: its path may hold a token
+        parts = urlsplit(target)
+        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
     settings = get_settings()
     addresses = await check_url_allowed(url, settings)
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json",
                **signature_headers(secret, body, message_id or new_message_id())}
+    current, hops = url, []
     try:
         async with asyncio.timeout(settings.callback_timeout):
             async with httpx.AsyncClient(timeout=settings.callback_timeout, verify=tls_context(),
-                                         trust_env=False) as client:
-                response = await send_pinned(client, url, addresses, method="POST", content=body, headers=headers)
-                await response.aclose()
+                                         trust_env=False, follow_redirects=False) as client:
+                while True:
+                    response = await send_pinned(client, current, addresses, method="POST", content=body,
+                                                 headers=headers)
+                    await response.aclose()
+                    code, location = response.status_code, response.headers.get("location")
+                    if code not in (301, 302, 307, 308) or not location:
+                        break
+                    if len(hops) == settings.fetch_max_redirects:
+                        raise CallbackFailed(f"too many redirects (more than {settings.fetch_max_redirects}),"
+                                             f" the last HTTP {code} to {place(urljoin(current, location))}")
+                    current = urljoin(current, location)
+                    hops.append(f"HTTP {code}")
+                    try:
+                        addresses = await check_url_allowed(current, settings)
+                    except FetchError as exc:
+                        raise FetchError(url, f"redirected by {hops[-1]} to {place(current)}: {exc.reason}",
+                                         exc.code) from None
     except (httpx.HTTPError, TimeoutError) as exc:
         raise CallbackFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
-    if not response.is_success:
-        raise CallbackFailed(f"HTTP {response.status_code}")
-    return response.status_code
+    answered = f"HTTP {code}" + (f" from {place(current)}, redirected by {', '.join(hops)}" if hops else "")
+    if code in (301, 302, 307, 308):
+        raise CallbackFailed(f"{answered} without a Location header")
+    if not (response.is_success or code == 303):
+        raise CallbackFailed(answered)
+    return answered
 
 
 async def post_status(url: str, status: dict[str, Any], secret: str | None = None) -> bool:
@@ -239,7 +267,7 @@ async def send(kind: str, url: str, status: dict[str, Any], origin: UUID | str, 
     delivery goes on in a ``send-callback`` run (same ``message_id``)."""
     message_id = message_id or new_message_id()
     try:
-        code = await deliver(url, status, await signing_secret(account), message_id)
+        answered = await deliver(url, status, await signing_secret(account), message_id)
     except FetchError as exc:
         await record_delivery(origin, kind, url, f"refused, not sent: {exc.reason}")
         raise
@@ -256,7 +284,7 @@ async def send(kind: str, url: str, status: dict[str, Any], origin: UUID | str, 
                 raise
         await record_delivery(origin, kind, url, f"gave up after 1 try: {reason}")
         raise
-    await record_delivery(origin, kind, url, f"delivered (HTTP {code}) after 1 try")
+    await record_delivery(origin, kind, url, f"delivered ({answered}) after 1 try")
     data = status.get("data") if isinstance(status.get("data"), dict) else status
     step_log("%s delivered to %s (%s)", kind, shown(url), data.get("status"))
 
