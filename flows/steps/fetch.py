@@ -91,9 +91,11 @@ async def fetch(url: str, dest_dir: Path, *, settings: Settings | None = None) -
         async with asyncio.timeout(settings.fetch_timeout):
             await source.copy(url, target, settings)
     except BaseException as exc:
+        received = target.stat().st_size if target.exists() else 0
         target.unlink(missing_ok=True)
         if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
-            raise FetchError(url, f"timed out after {settings.fetch_timeout:g} s", "timeout") from None
+            raise FetchError(url, f"timed out after {settings.fetch_timeout:g} s ({received} bytes written;"
+                                  " the limit is DRAGONFLOW_FETCH_TIMEOUT)", "timeout") from None
         if isinstance(exc, httpx.InvalidURL):
             raise FetchError(url, f"invalid URL: {exc}", "bad_request") from None
         if isinstance(exc, (httpx.HTTPError, OSError)):

@@ -123,11 +123,13 @@ def _status_error(url: str, where: str, response: httpx.Response) -> FetchError:
 
 
 async def _write_body(url: str, response: httpx.Response, target: Path, limit: int) -> None:
-    """Stream the body into ``target``, writing in batches off the event loop."""
+    """Stream the body into ``target``, writing in batches off the event loop; a body
+    compressed although we asked for ``identity`` is decoded, and ``limit`` counts what
+    is written."""
     received = 0
     batch = bytearray()
     with target.open("wb") as out:
-        async for chunk in response.aiter_raw(_CHUNK):
+        async for chunk in response.aiter_bytes(_CHUNK):
             received += len(chunk)
             if received > limit:
                 raise FetchError(url, f"too large: more than limit of {limit} bytes", "too_large")
