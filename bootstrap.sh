@@ -10,6 +10,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 debian_packages() {
   local missing=()
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+  command -v curl >/dev/null || missing+=(curl)  # the README's examples
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
   command -v npm >/dev/null || missing+=(nodejs npm)
