@@ -74,6 +74,7 @@ WARM_IMPORTS = ("flows.registry", "librosa.beat")
 PICKUP_STATES = ("Scheduled", "AwaitingRetry", RECOVERED)
 DEFAULT_PICKUP = 10  # runs asked for at once by a worker without a limit
 SCHEDULED_RUNS = TypeAdapter(list[WorkerFlowRunResponse])
+LISTEN_RETRY = 1.0  # seconds before subscribing again to Prefect's events after a failure
 
 
 def _emit(event: str, run_id: UUID) -> None:
@@ -234,14 +235,27 @@ class WarmWorker(BaseWorker[BaseJobConfiguration, BaseVariables, WarmWorkerResul
             await asyncio.sleep(every)
 
     async def listen_for_scheduled_runs(self) -> None:
-        """Wake the pickup loop whenever Prefect says a run was scheduled (or awaits a retry)."""
-        scheduled = EventFilter(
-            event=EventNameFilter(name=[f"prefect.flow-run.{name}" for name in PICKUP_STATES]),
-            occurred=EventOccurredFilter(since=datetime.now(timezone.utc)),
-        )
-        async with get_events_subscriber(filter=scheduled, reconnection_attempts=1000) as events:
-            async for _ in events:
-                self._wake.set()
+        """Wake the pickup loop whenever Prefect says a run was scheduled (or awaits a retry).
+
+        Never ends the worker: the subscriber gives up on some failures (a Prefect API
+        process killed during the websocket handshake raises ``InvalidMessage``), and an
+        exception here would cancel the worker's task group, runs in flight with it. It
+        subscribes again after ``LISTEN_RETRY`` seconds (and wakes the pickup: runs may have
+        been scheduled meanwhile); the fallback poll goes on meanwhile."""
+        while True:
+            scheduled = EventFilter(
+                event=EventNameFilter(name=[f"prefect.flow-run.{name}" for name in PICKUP_STATES]),
+                occurred=EventOccurredFilter(since=datetime.now(timezone.utc)),
+            )
+            try:
+                async with get_events_subscriber(filter=scheduled, reconnection_attempts=1000) as events:
+                    async for _ in events:
+                        self._wake.set()
+            except Exception as exc:  # noqa: BLE001 - any failure: subscribe again
+                logger.warning("Prefect events unavailable (%s: %s): subscribing again in %g s",
+                               type(exc).__name__, exc, LISTEN_RETRY)
+            await asyncio.sleep(LISTEN_RETRY)
+            self._wake.set()
 
     async def pick_up_when_woken(self) -> None:
         """Ask for work once per wake-up (events and finished runs coalesce)."""

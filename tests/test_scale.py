@@ -104,6 +104,20 @@ def state_names(scale: LocalService, key: str) -> list[str]:
         return [state.name for state in client.read_flow_run_states(run_id_for(key))]
 
 
+def story(scale: LocalService, keys: list[str]) -> str:
+    """Each run's state history and the service log's lines about it (for a failure)."""
+    log = (scale.home / "up.log").read_text(errors="replace").splitlines()
+    parts = []
+    with prefect(scale) as client:
+        for key in keys:
+            run_id = run_id_for(key)
+            run = client.read_flow_run(run_id)
+            states = [f"  {s.timestamp:%H:%M:%S.%f} {s.name}: {s.message or ''}" for s in client.read_flow_run_states(run_id)]
+            lines = [f"  | {line}" for line in log if str(run_id) in line or key in line or run.name in line]
+            parts.append("\n".join([f"{key} ({run_id}, run_count {run.run_count}):", *states, *lines[-40:]]))
+    return "\n".join(parts)
+
+
 def test_the_prefect_api_refuses_requests_without_its_auth(scale, api):
     """Every Prefect API process requires the tier's auth string; our API and workers have it."""
     for url in scale.prefect_apis:
@@ -245,6 +259,6 @@ def test_a_whole_prefect_tier_outage(scale, api):
     assert refused.status_code == 503, refused.text
     assert refused.json()["errors"][0]["name"] == "prefect"
     statuses = wait_final(api, keys, 180)
-    assert all(s["status"] == "success" for s in statuses.values()), statuses
+    assert all(s["status"] == "success" for s in statuses.values()), f"{statuses}\n{story(scale, keys)}"
     with prefect(scale) as client:
-        assert all(client.read_flow_run(run_id_for(k)).run_count == 1 for k in keys)
+        assert all(client.read_flow_run(run_id_for(k)).run_count == 1 for k in keys), story(scale, keys)

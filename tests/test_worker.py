@@ -44,3 +44,30 @@ async def test_one_observer_sees_a_suspension_from_the_ui(service):
                 assert flow_engine.observe_flow_run_suspension is stock
             finally:
                 await client.delete_flow_run(run.id)
+
+
+async def test_the_pickup_listener_outlives_a_prefect_api_dying_mid_handshake(caplog):
+    """An API process killed while the worker's events websocket connects answers nothing
+    valid (``InvalidMessage``): the listener subscribes again instead of ending, which
+    used to cancel the worker's task group and crash every run in flight (a whole Prefect
+    tier outage lost tasks)."""
+    from deployments.worker import WarmWorker
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the upgrade request: then no answer at all
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    api = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api"
+    try:
+        with temporary_settings({PREFECT_API_URL: api}):
+            worker = WarmWorker(work_pool_name="nowhere")
+            listening = asyncio.create_task(worker.listen_for_scheduled_runs())
+            await asyncio.sleep(3)
+            assert not listening.done(), listening.exception()
+            listening.cancel()
+    finally:
+        server.close()
+    tries = [r.getMessage() for r in caplog.records if "subscribing again" in r.getMessage()]
+    assert len(tries) >= 2 and "InvalidMessage" in tries[0], tries
+    assert worker._wake.is_set()  # each new subscription asks for runs scheduled meanwhile
