@@ -47,6 +47,7 @@ async def lifespan(app: FastAPI):
             yield
         finally:
             await watcher.stop()
+            await app.state.tasks.create_lock.aclose()
 
 
 async def prefect_down_handler(request: Request, exc: Exception) -> JSONResponse:

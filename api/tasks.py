@@ -33,6 +33,7 @@ from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, Cancelling, Failed
 from pydantic import ValidationError
 
+from api.create_lock import CreateLock
 from api.errors import bad_request, unauthorized
 from flows.settings import get_settings
 from flows.contract import secrets
@@ -157,7 +158,7 @@ class TaskService:
         self.client = client
         self.watcher = watcher
         self._deployments: dict[str, UUID] = {}
-        self._create_lock = asyncio.Lock()
+        self.create_lock = CreateLock()
 
     async def deployment_id(self, task_name: str) -> UUID:
         if task_name not in self._deployments:
@@ -362,8 +363,9 @@ class TaskService:
         in full. ``check(account, count)`` (default: the account's limits) runs inside the
         create lock with no create in flight; plans whose idempotency key already made a run
         answer that run."""
+        limited = check is not None or bool(account.max_concurrent or account.max_per_day)
         check = check or self.check_limits
-        async with self._create_lock:  # one writer at a time; limits counted with no create in flight
+        async with self.create_lock.hold(account.name, limited):  # limits counted with no create in flight
             done = await self.repeated(plans)
             todo = [p for p in plans if p.idempotency_key not in done]
             if todo:

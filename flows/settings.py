@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     redis_url: Optional[str] = Field(
         None,
         description="Redis URL of the scale topology (Prefect's events, ordering and leases; the VimQu rate limit"
-        " shared by API processes); `up --scale` starts a local Redis when unset.",
+        " and the account create lock shared by API processes); `up --scale` starts a local Redis when unset.",
     )
     create_max_duration: float = Field(600.0, gt=0, description="Longest video.create movie, in seconds.")
     create_max_assets: int = Field(200, ge=1, description="Most distinct asset URLs in one video.create definition.")

@@ -6,10 +6,14 @@ input, a killed Prefect API process, a Redis restart and a whole Prefect-tier ou
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,11 +21,12 @@ from typing import Iterator
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling, Pending
 
-from deployments.local import LocalService
+from deployments.local import LocalService, free_port
 from flows.contract.keys import run_id_for
 from flows.recovery import RECOVERED
 from tests.conftest import Service
@@ -126,6 +131,45 @@ def test_the_prefect_api_refuses_requests_without_its_auth(scale, api):
         assert httpx.post(f"{url}/flows/filter", json={}, headers={"Authorization": f"Basic {token}"}).status_code == 200
     assert len(scale.prefect_apis) == 2 and len(scale.children("prefect", "services start")) == 1
     assert api.run({"task_name": "hello", "name": "scale"})["result"] == "Hello scale"
+
+
+@pytest.fixture
+def second_api(scale) -> Iterator[str]:
+    """Another ``dragonflow api`` process on the same tier and Redis (as a second machine's)."""
+    [ours] = scale.children("deployments.cli", "api")
+    environ = dict(item.split("=", 1) for item in Path(f"/proc/{ours}/environ").read_text().split("\0") if "=" in item)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "deployments.cli", "api", "--port", str(port)],
+                               env={**scale.env, "DRAGONFLOW_REDIS_URL": environ["DRAGONFLOW_REDIS_URL"]})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/healthz"), 60, "the second API")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_account_limits_hold_across_api_processes(scale, api, second_api):
+    """Eight creates at once, half through each API process, for an account allowed three
+    tasks at a time: exactly three are queued (the limit is counted under the account's
+    Redis lock, not a lock of one process)."""
+    limited = json.loads(api.cli("account", "create", "limit-race", "--max-concurrent", "3").stdout)
+    body = {"secret": limited["secret"], "tasks": {"task_name": "hello", "name": "slow", "delay": 5}}
+    urls = [api.api, second_api] * 4
+    with ThreadPoolExecutor(len(urls)) as pool:
+        answers = list(pool.map(lambda url: httpx.post(f"{url}/v2/create", json=body, timeout=60), urls))
+    assert sorted(r.status_code for r in answers) == [200] * 3 + [401] * 5, [r.text for r in answers]
+    with prefect(scale) as client:
+        assert client.count_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["account:limit-race"]))) == 3
 
 
 def test_a_worker_of_one_replica_picks_up_runs_created_through_the_other(scale, api):
