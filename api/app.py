@@ -15,15 +15,16 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectHTTPStatusError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import files, storage, vimqu
+from api import vimqu
+from api.stupeflix import files, storage
 from api.auth import Accounts
 from api.cors import AccountCORS
 from api.errors import (
     ApiError, api_error_handler, http_error_handler, internal_error_handler, unavailable, validation_error_handler,
 )
 from api.guards import CollapseSlashes, LimitBody, SeedErrorBodies
-from api.routes import create_request_schemas, tasks_router
-from api.tasks import TaskService
+from api.stupeflix.routes import create_request_schemas, tasks_router
+from api.stupeflix.tasks import TaskService
 from api.vimqu import errors as vimqu_errors
 from api.vimqu.errors import VimquError, is_vimqu, vimqu_error_handler
 from api.vimqu.limits import Credits, RateLimiter

@@ -49,3 +49,14 @@ def test_the_contract_imports_no_steps_and_no_web_framework():
         modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not {m for m in modules if m.startswith(("flows.steps", "fastapi", "api", "PIL", "cv2", "librosa"))}, path
+
+
+def test_each_surface_stands_on_the_gateway_not_on_the_other():
+    """``api/stupeflix`` and ``api/vimqu`` never import each other; the run gateway and the
+    app's shared modules import no surface (the app itself mounts both)."""
+    crossing = [(f, m) for f, m in imports_of("api")
+                if (f.startswith("api/vimqu/") and m.startswith("api.stupeflix"))
+                or (f.startswith("api/stupeflix/") and m.startswith("api.vimqu"))
+                or (f in ("api/gateway.py", "api/create_lock.py", "api/watcher.py")
+                    and m.startswith(("api.stupeflix", "api.vimqu")))]
+    assert crossing == []

@@ -33,7 +33,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from pydantic import ValidationError
 
-from api.tasks import Planned, prefect_idempotency_key
+from api.gateway import Planned, prefect_idempotency_key
 from api.vimqu.auth import current_account
 from api.vimqu.body import read_json
 from api.vimqu.errors import VimquError, bad_request, invalid, not_found, payment_required

@@ -1,7 +1,7 @@
-"""Creating tasks as flow runs of their deployments, and reading their statuses back.
-
-Shared by the REST API (v1 and v2, and the VimQu surface through ``create_planned``,
-``views`` and ``cancel``) and ``dragonflow run``.
+"""The run gateway: tasks as flow runs of their deployments, created (account limits
+under the create lock, Prefect idempotency keys, per-run secrets) and read back. Both
+surfaces use it: the Stupeflix one through ``api.stupeflix.tasks.TaskService`` (a
+gateway), the VimQu one through ``create_planned``, ``views`` and ``cancel``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -28,60 +28,30 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_UI_URL, get_current_settings
+from prefect.settings import get_current_settings
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, Cancelling, Failed
 from pydantic import ValidationError
 
 from api.create_lock import CreateLock
 from api.errors import bad_request, unauthorized
-from flows.settings import get_settings
 from flows.contract import secrets
 from flows.contract.keys import key_for, run_id_for
 from flows.contract.runs import (
-    ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, RunView, account_of, read_runs, run_tags, task_name_of,
+    ACCOUNT_TAG, INVALID_PARAMETERS, MAX_READ, RunView, account_of, read_runs, task_name_of,
 )
-from flows.contract.stupeflix import stupeflix_status, unknown_status
 from api.watcher import RunWatcher
 from blocks.account import AccountBlock
 from flows.params import parameter_errors
-from flows.registry import TASKS
 
-logger = logging.getLogger("dragonflow.tasks")
-RESERVED = {"task_name", "secret", "api_key", "secrets"}  # secrets: set by plan() only
+logger = logging.getLogger("dragonflow.gateway")
 BULK_CREATE = 100  # Prefect's limit for one bulk create
 BULK_ATTEMPTS = 10
 PATIENCE = 120.0
 T = TypeVar("T")
-V1_STORE = {"type": "volatile"}
 _ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
 
-def shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to about ``limit`` characters, for echoing client input in an error."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def check_definitions(tasks: Any) -> list[dict[str, Any]]:
-    """``tasks`` as a list of task definitions (one object is accepted too), or 400."""
-    if tasks is None:
-        raise bad_request("tasks", "tasks is missing")
-    definitions = tasks if isinstance(tasks, list) else [tasks]
-    if not definitions:
-        raise bad_request("tasks", "tasks is empty")
-    limit = get_settings().api_max_tasks_per_create  # 10,000 would hold every client's create for minutes
-    if len(definitions) > limit:
-        raise bad_request("tasks", f"{len(definitions)} tasks in one request, over the limit of"
-                                   f" {limit} (DRAGONFLOW_API_MAX_TASKS_PER_CREATE): send them in several requests")
-    for index, definition in enumerate(definitions):
-        if not isinstance(definition, dict):
-            raise bad_request(f"tasks.{index}", "a task definition must be a JSON object")
-        name = definition.get("task_name")
-        if not isinstance(name, str) or name not in TASKS:
-            known = ", ".join(sorted(TASKS))
-            raise bad_request(f"tasks.{index}.task_name", f"unknown task_name {shown(name)}; known tasks: {known}")
-    return definitions
 
 
 def check_parameter_size(plans: list[Planned]) -> None:
@@ -100,15 +70,6 @@ def check_parameter_size(plans: list[Planned]) -> None:
                 f"the task's parameters are {size} bytes once serialized, over the limit of {limit} bytes"
                 f" (largest: {field}, {len(json.dumps(value, default=str))} bytes)",
             )
-
-
-def with_version_defaults(definition: dict[str, Any], version: str) -> dict[str, Any]:
-    """The task's parameters with the API version's defaults filled in (v1: volatile store)."""
-    raw = {k: v for k, v in definition.items() if k not in RESERVED}
-    if version == "v1":
-        for name, value in {"task_store": V1_STORE, **TASKS[definition["task_name"]].v1_defaults}.items():
-            raw.setdefault(name, value)
-    return raw
 
 
 async def with_patience(call: Callable[[], Awaitable[T]], budget: float = PATIENCE) -> T:
@@ -151,8 +112,10 @@ def is_final(run: FlowRun) -> bool:
     return run.state is not None and run.state.is_final()
 
 
-class TaskService:
-    """Flow runs on the Prefect server seen as tasks (Stupeflix's; VimQu's plan their own runs)."""
+
+class RunGateway:
+    """Flow runs on the Prefect server seen as tasks, for both surfaces: creating them
+    from their deployments (limits, idempotency, secrets) and reading them back."""
 
     def __init__(self, client: PrefectClient, watcher: RunWatcher | None = None):
         self.client = client
@@ -160,30 +123,13 @@ class TaskService:
         self._deployments: dict[str, UUID] = {}
         self.create_lock = CreateLock()
 
+
     async def deployment_id(self, task_name: str) -> UUID:
         if task_name not in self._deployments:
             deployment = await self.client.read_deployment_by_name(f"{task_name}/{task_name}")
             self._deployments[task_name] = deployment.id
         return self._deployments[task_name]
 
-    def plan(
-        self, definition: dict[str, Any], account: str, version: str, idempotency_key: str | None = None
-    ) -> Planned:
-        """What to create for one task definition (parameters validated here)."""
-        spec = TASKS[definition["task_name"]]
-        raw = with_version_defaults(definition, version)
-        errback = isinstance(raw.get("url_errback"), str)
-        planned = Planned(spec.name, raw, run_tags(spec.name, account, version, errback=errback), idempotency_key)
-        try:
-            params, planned.secrets = secrets.conceal(spec.params.model_validate(raw))
-        except ValidationError as exc:
-            planned.error = exc
-            planned.raw = secrets.redact(raw, spec.params)
-        else:
-            if planned.secrets:
-                params["secrets"] = secrets.new_name()
-            planned.parameters = {"params": params, "account": account}
-        return planned
 
     async def keep_secrets(self, plans: list[Planned]) -> None:
         """Save the tokens of ``plans`` in their runs' Secret blocks."""
@@ -192,10 +138,12 @@ class TaskService:
                 await with_patience(lambda: secrets.keep(plan.parameters["params"]["secrets"], plan.secrets,
                                                          self.client))
 
+
     async def forget_secrets(self, plans: list[Planned]) -> None:
         for plan in plans:
             if plan.secrets and plan.parameters:
                 await secrets.forget_quietly(plan.parameters["params"]["secrets"])
+
 
     async def create_runs(self, plans: list[Planned], account: str) -> tuple[list[UUID], list[FlowRun]]:
         """Run ids in ``plans`` order, and the runs Prefect answered with in full.
@@ -225,26 +173,13 @@ class TaskService:
                         ids[index] = run.id
         return ids, answered
 
-    async def create_one(self, definition: dict[str, Any], account: str, *, state: State | None = None) -> FlowRun:
-        """Queue one task in ``state`` (default Scheduled; ``dragonflow run`` claims its run
-        with Pending); invalid parameters give a run that is already ``error``."""
-        plan = self.plan(definition, account, "v2")
-        check_parameter_size([plan])
-        deployment_id = await self.deployment_id(plan.task_name)
-        if plan.error is not None:
-            return await self._create_invalid(deployment_id, plan, account)
-        await self.keep_secrets([plan])
-        try:
-            return await self._create(deployment_id, plan, state)
-        except BaseException:
-            await self.forget_secrets([plan])
-            raise
 
     async def _create(self, deployment_id: UUID, plan: Planned, state: State | None = None) -> FlowRun:
         return await with_patience(lambda: self.client.create_flow_run_from_deployment(
             deployment_id, parameters=plan.parameters, tags=plan.tags, state=state,
             idempotency_key=plan.idempotency_key,
         ))
+
 
     async def _bulk_create(
         self, deployment_id: UUID, plans: list[Planned], indexes: list[int], ids: list[UUID | None]
@@ -282,6 +217,7 @@ class TaskService:
             pending = refused
             await asyncio.sleep(0.02 * (attempt + 1))
 
+
     async def _create_invalid(self, deployment_id: UUID, plan: Planned, account: str) -> FlowRun:
         """A run recorded as failed at once, so the client gets a key and an error status
         (its errback is sent by the automation for failed runs)."""
@@ -295,6 +231,7 @@ class TaskService:
         ))
         await with_patience(lambda: self.client.set_flow_run_name(run.id, key_for(run.id)))
         return run
+
 
     async def check_limits(self, account: AccountBlock, count: int) -> None:
         """401 when ``count`` more tasks would exceed the account's limits."""
@@ -321,6 +258,7 @@ class TaskService:
                     f"account limits reached: {today} tasks in the last 24 h, limit {account.max_per_day}"
                 )
 
+
     async def repeated(self, plans: list[Planned]) -> dict[str, UUID]:
         """Idempotency key -> run id, for the plans a previous request already created."""
         wanted = {p.idempotency_key: p.task_name for p in plans if p.idempotency_key}
@@ -333,24 +271,6 @@ class TaskService:
             found.update({r.idempotency_key: r.id for r in runs if task_name_of(r) == wanted[r.idempotency_key]})
         return found
 
-    async def create(
-        self,
-        definitions: list[dict[str, Any]],
-        account: AccountBlock,
-        *,
-        version: str = "v2",
-        idempotency_key: str | None = None,
-    ) -> list[UUID]:
-        """Queue tasks; run ids in request order. With an ``idempotency_key``, a repeated
-        request answers the runs the first one created (Prefect's flow-run idempotency
-        keys: one run per key for as long as the run exists, even for concurrent repeats)."""
-        plans = [
-            self.plan(d, account.name, version, prefect_idempotency_key(account.name, idempotency_key, i))
-            for i, d in enumerate(definitions)
-        ]
-        check_parameter_size(plans)
-        ids, _ = await self.create_planned(plans, account)
-        return ids
 
     async def create_planned(
         self,
@@ -382,10 +302,12 @@ class TaskService:
         ids = [done[p.idempotency_key] if p.idempotency_key in done else next(new) for p in plans]
         return ids, {run.id: run for run in answered}
 
+
     async def views(self, run_ids: list[UUID], account: str) -> dict[UUID, RunView]:
         """Run id -> run view for the ids that name a run of ``account``."""
         found = await (self.watcher.current(run_ids) if self.watcher else read_runs(self.client, run_ids))
         return {run_id: view for run_id, view in found.items() if account_of(view.run) == account}
+
 
     async def cancel(self, run: FlowRun, message: str = "cancelled by its client") -> None:
         """Cancel a task's run: a run no worker has claimed yet ends Cancelled at once; a
@@ -398,73 +320,10 @@ class TaskService:
                 return
         await with_patience(lambda: self.client.set_flow_run_state(run.id, Cancelling(message=message), force=True))
 
+
     async def read(self, keys: list[str], account: str) -> dict[str, RunView]:
         """key -> run view for the keys that name a run of ``account``."""
         ids = {key: run_id_for(key) for key in keys}
         found = await self.views([i for i in ids.values() if i is not None], account)
         return {key: found[run_id] for key, run_id in ids.items() if run_id in found}
 
-    def render(self, key: str, entry: RunView | None, *, version: str, details: bool = False) -> dict[str, Any]:
-        if entry is None:
-            return unknown_status(key, version)
-        ui = PREFECT_UI_URL.value()
-        return stupeflix_status(
-            entry,
-            version=version,
-            details=details,
-            ui_url=f"{ui}/runs/flow-run/{entry.run.id}" if ui else None,
-        )
-
-    async def statuses(
-        self,
-        keys: list[str],
-        account: str,
-        *,
-        version: str = "v2",
-        details: bool = False,
-        block: bool = False,
-        timeout: float = 3600.0,
-    ) -> list[dict[str, Any]]:
-        """Statuses for ``keys`` in order; with ``block``, once every task has ended."""
-        found = await self.read(keys, account)
-        if block and self.watcher and any(not is_final(view.run) for view in found.values()):
-            async for _ in self.changes(found, timeout=timeout):
-                pass
-        return [self.render(key, found.get(key), version=version, details=details) for key in keys]
-
-    async def changes(self, found: dict[str, RunView], *, timeout: float) -> AsyncIterator[str]:
-        """Update ``found`` in place as its runs change; yields the key of each change,
-        until every run has ended (or ``timeout``)."""
-        by_id = {view.run.id: key for key, view in found.items()}
-        deadline = time.monotonic() + timeout
-        async with self.watcher.subscribe(list(by_id)) as queue:
-            while any(not is_final(view.run) for view in found.values()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                try:
-                    view = await asyncio.wait_for(queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    return
-                key = by_id[view.run.id]
-                found[key] = view
-                yield key
-
-    async def stream(
-        self, keys: list[str], account: str, *, version: str, timeout: float = 3600.0
-    ) -> AsyncIterator[str]:
-        """Newline-delimited JSON: the current statuses, then each status change (and each
-        partial result published between two reads, so none is skipped)."""
-        found = await self.read(keys, account)
-        sent = {key: self.render(key, found.get(key), version=version) for key in keys}
-        shown = {key: view.result_ids() for key, view in found.items()}
-        yield json.dumps(list(sent.values())) + "\n"
-        async for key in self.changes(found, timeout=timeout):
-            view = found[key]
-            for earlier in view.partials_after(shown[key]):
-                yield json.dumps(self.render(key, earlier, version=version)) + "\n"
-            shown[key] = view.result_ids()
-            status = self.render(key, view, version=version)
-            if status != sent[key]:
-                sent[key] = status
-                yield json.dumps(status) + "\n"

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.errors import ApiError, bad_request
 from flows.contract.keys import key_for
-from api.routes import query_params, read_body, while_connected
+from api.stupeflix.routes import query_params, read_body, while_connected
 from flows.contract.runs import task_name_of
-from api.tasks import check_definitions
+from api.stupeflix.tasks import check_definitions
 from flows.registry import TASKS
 
 router = APIRouter(prefix="/v1", tags=["v1"])

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from api.errors import bad_request
-from api.tasks import check_definitions
+from api.stupeflix.tasks import check_definitions
 from flows.contract.keys import key_for
 from flows.registry import TASKS
 

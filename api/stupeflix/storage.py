@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.errors import bad_request
-from api.routes import as_bool, read_body
+from api.stupeflix.routes import as_bool, read_body
 from blocks.account import AccountBlock
 from blocks.storage import StorageBlock, StoredFile, load_store
 
