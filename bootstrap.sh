@@ -43,7 +43,7 @@ case "$command" in
   test)
     # Azurite (Azure Storage emulator) for the registered-storage tests; 3.35.0 runs on Debian's Node 20.
     [ -x .azurite/node_modules/.bin/azurite-blob ] ||
-      npm install --prefix .azurite --no-audit --no-fund --silent --save-exact azurite@3.35.0
+      npm install --prefix .azurite --no-audit --no-fund --loglevel=error --save-exact azurite@3.35.0
     exec .venv/bin/pytest -q "$@" ;;
   *) echo "usage: ./bootstrap.sh up|test [options]" >&2; exit 2 ;;
 esac
