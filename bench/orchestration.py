@@ -553,7 +553,7 @@ def in_process_steps(url: str, repeats: int = 20) -> dict[str, float]:
     from prefect.flow_engine import run_flow
     from prefect.states import Pending
 
-    from api.tasks import TaskService, check_definitions, with_version_defaults
+    from api.stupeflix.tasks import TaskService, check_definitions, with_version_defaults
     from flows.registry import TASKS
     from flows.steps.fetch import fetch
     from flows.steps.image.probe import probe_image, to_image_info

@@ -283,7 +283,7 @@ def _parse_pairs(pairs: list[str]) -> dict[str, Any]:
 
 async def _run_task(definition: dict[str, Any]) -> dict[str, Any]:
     from flows.contract.keys import key_for
-    from api.tasks import TaskService, check_definitions
+    from api.stupeflix.tasks import TaskService, check_definitions
     from deployments.worker import load_entrypoint
     from prefect.flow_engine import run_flow
     from prefect.states import Pending
