@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.media_tools import ffprobe_json, mpd_segment_durations, run
+from tests.media_tools import extinf_durations, ffprobe_json, mpd_segment_durations, run
 from PIL import Image
 
 from flows.outputs import package as pkg
@@ -199,6 +199,33 @@ def test_every_rung_has_its_key_frames_at_the_segment_boundaries(packaged):
     assert times["240p"] == times["360p"], times
     start = times["240p"][0]
     assert [round(t - start, 3) for t in times["240p"]] == [0.0, 3.0, 6.0, 9.0]
+
+
+def test_iframe_playlists_give_each_segments_key_frame(packaged):
+    out, result = packaged
+    streams = [dict(re.findall(r'([A-Z-]+)=("[^"]*"|[^,]*)', line))
+               for line in re.findall(r"#EXT-X-I-FRAME-STREAM-INF:(.*)", (out / pkg.MASTER).read_text())]
+    assert [(s["RESOLUTION"], s["CODECS"], s["URI"]) for s in streams] == [
+        (f"{r.width}x{r.height}", f'"{r.codecs}"', f'"{r.name}/{pkg.IFRAME_PLAYLIST}"') for r in result.rungs]
+    assert all(0 < int(s["AVERAGE-BANDWIDTH"]) <= int(s["BANDWIDTH"]) for s in streams), streams
+    for rung in result.rungs:
+        assert rung.iframe_playlist in result.hls_files and rung.iframe_playlist not in result.dash_files
+        folder = out / rung.name
+        text = (out / rung.iframe_playlist).read_text()
+        assert "#EXT-X-I-FRAMES-ONLY" in text and f'#EXT-X-MAP:URI="{pkg.INIT}"' in text
+        assert extinf_durations(out / rung.iframe_playlist) == extinf_durations(out / rung.playlist)
+        entries = re.findall(r"#EXT-X-BYTERANGE:(\d+)@(\d+)\n(\S+)", text)
+        assert [uri for *_, uri in entries] == [pkg.SEGMENT.format(k + 1) for k in range(len(rung.segments))]
+        keys = key_times(folder / pkg.INIT, *sorted(folder.glob("seg_*.m4s")))
+        for (length, offset, uri), key in zip(entries, keys):  # the range alone, after the init segment, is one I frame
+            joined = folder / "iframe.mp4"
+            joined.write_bytes((folder / pkg.INIT).read_bytes()
+                               + (folder / uri).read_bytes()[int(offset):int(offset) + int(length)])
+            frames = ffprobe_json("-select_streams", "v:0", "-show_frames", "-show_entries",
+                                  "frame=key_frame,pict_type,width,height,pts_time", str(joined))["frames"]
+            joined.unlink()
+            assert [(f["key_frame"], f["pict_type"], f["width"], f["height"], round(float(f["pts_time"]), 3))
+                    for f in frames] == [(1, "I", rung.width, rung.height, key)], (rung.name, uri, frames)
 
 
 def test_both_manifests_reference_the_same_segment_files(packaged):

@@ -24,6 +24,11 @@ How (the way good packagers do it):
   durations; the master playlist's ``BANDWIDTH`` is the peak segment bitrate measured from
   the files (``AVERAGE-BANDWIDTH`` the mean), with ``CODECS``, ``RESOLUTION``, ``FRAME-RATE``
   and an audio group per audio rendition.
+- **I-frame playlists** (Apple's HLS authoring spec asks for them, for scrubbing and fast
+  forward): one ``<rung>/iframes.m3u8`` per rung, ``EXT-X-I-FRAMES-ONLY``, one entry per
+  segment whose ``EXT-X-BYTERANGE`` is the segment's key frame (its ``moof`` and the frame's
+  bytes, read from the file: ``fmp4.keyframe_range``), named by the master playlist's
+  ``EXT-X-I-FRAME-STREAM-INF``.
 - **No copy (remux) path**: a copied rung keeps the source's own GOP, B-frames and key frames,
   so its segments would not line up with the encoded rungs unless the source was cut exactly
   as ours; proving that needs every key frame time *and* the encoder's settings, and getting it
@@ -42,6 +47,7 @@ from pathlib import Path
 
 from flows.errors import TaskError
 from flows.outputs.config import StreamingConfig
+from flows.outputs.fmp4 import keyframe_range
 from flows.outputs.ladder import DroppedRung, LadderPlan, Rung, plan_ladder
 from flows.settings import get_settings
 from flows.steps.step import step, step_log
@@ -53,6 +59,7 @@ _NS = {"mpd": MPD_NS}
 MASTER = "master.m3u8"
 MPD = "manifest.mpd"
 MEDIA_PLAYLIST = "index.m3u8"
+IFRAME_PLAYLIST = "iframes.m3u8"
 INIT = "init.mp4"
 SEGMENT = "seg_{:05d}.m4s"
 FORMATS = ("hls", "dash")
@@ -83,6 +90,13 @@ class RenditionResult:
     fps: float | None = None
     playlist: str | None = None
     """Its HLS media playlist, when HLS was asked."""
+    iframes: list[tuple[int, int]] = field(default_factory=list)
+    """Each media segment's key frame (offset, length in the file), for a video rung in HLS."""
+
+    @property
+    def iframe_playlist(self) -> str | None:
+        """Its HLS I-frame playlist (a video rung in HLS)."""
+        return f"{self.name}/{IFRAME_PLAYLIST}" if self.iframes else None
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,8 @@ class PackageResult:
 
     formats: tuple[str, ...]
     hls_files: list[str]
-    """master.m3u8, the media playlists, every init and media segment (empty without hls)."""
+    """master.m3u8, the media and I-frame playlists, every init and media segment (empty
+    without hls)."""
     dash_files: list[str]
     """manifest.mpd, every init and media segment (empty without dash)."""
     renditions: list[RenditionResult]
@@ -206,26 +221,27 @@ def _finish(out_dir: Path, plan: LadderPlan, formats: tuple[str, ...], segment: 
             folder.mkdir(exist_ok=True)
             (out_dir / f"init_{old_id}.m4s").replace(folder / INIT)
             files = [f"{name}/{INIT}"]
-            sizes = []
+            sizes, iframes = [], []
             for k in range(len(durations)):
                 source = out_dir / f"seg_{old_id}_{start + k:05d}.m4s"
                 target = folder / SEGMENT.format(k + 1)
                 source.replace(target)
                 sizes.append(target.stat().st_size)
                 files.append(f"{name}/{target.name}")
+                if kind == "video" and "hls" in formats:
+                    iframes.append(keyframe_range(target))
             template.set("initialization", f"$RepresentationID$/{INIT}")
             template.set("media", "$RepresentationID$/seg_$Number%05d$.m4s")
             template.set("startNumber", "1")
             rep.set("id", name)
             seconds = [d / timescale for d in durations]
-            peak = max((8 * b / s for b, s in zip(sizes, seconds) if s > 0), default=0)
-            average = 8 * sum(sizes) / sum(seconds) if sum(seconds) else 0
+            peak, average = _bitrates(sizes, seconds)
             renditions.append(RenditionResult(
                 name=name, kind=kind, codecs=_attribute(rep, aset, "codecs") or "", bitrate=bitrate,
-                bandwidth=int(math.ceil(peak)), average_bandwidth=int(math.ceil(average)), segments=seconds,
+                bandwidth=peak, average_bandwidth=average, segments=seconds,
                 files=files, width=rung.width if rung else None, height=rung.height if rung else None,
                 fps=rung.fps if rung else None,
-                playlist=f"{name}/{MEDIA_PLAYLIST}" if "hls" in formats else None,
+                playlist=f"{name}/{MEDIA_PLAYLIST}" if "hls" in formats else None, iframes=iframes,
             ))
     segments = [f for r in renditions for f in r.files]
     dash_files: list[str] = []
@@ -238,20 +254,44 @@ def _finish(out_dir: Path, plan: LadderPlan, formats: tuple[str, ...], segment: 
     if "hls" in formats:
         for r in renditions:
             (out_dir / r.playlist).write_text(media_playlist(r))
+            if r.iframe_playlist:
+                (out_dir / r.iframe_playlist).write_text(iframe_playlist(r))
         (out_dir / MASTER).write_text(master_playlist(renditions, plan, audio_names))
-        hls_files = [MASTER, *(r.playlist for r in renditions), *segments]
+        iframe_playlists = [r.iframe_playlist for r in renditions if r.iframe_playlist]
+        hls_files = [MASTER, *(r.playlist for r in renditions), *iframe_playlists, *segments]
     return renditions, hls_files, dash_files
+
+
+def _playlist_head(rendition: RenditionResult, *extra: str) -> list[str]:
+    target = max(1, max(round(s) for s in rendition.segments))
+    return ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-MEDIA-SEQUENCE:1",
+            "#EXT-X-PLAYLIST-TYPE:VOD", *extra, "#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{INIT}"']
 
 
 def media_playlist(rendition: RenditionResult) -> str:
     """A VOD HLS media playlist (version 7, fMP4) over a rendition's segments."""
-    target = max(1, max(round(s) for s in rendition.segments))
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-MEDIA-SEQUENCE:1",
-             "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{INIT}"']
+    lines = _playlist_head(rendition)
     for k, seconds in enumerate(rendition.segments):
         lines += [f"#EXTINF:{seconds:.6f},", SEGMENT.format(k + 1)]
     lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def iframe_playlist(rendition: RenditionResult) -> str:
+    """A video rung's I-frame playlist: each segment's key frame by byte range, shown until
+    the next one (a segment's duration)."""
+    lines = _playlist_head(rendition, "#EXT-X-I-FRAMES-ONLY")
+    for k, (seconds, (offset, length)) in enumerate(zip(rendition.segments, rendition.iframes)):
+        lines += [f"#EXTINF:{seconds:.6f},", f"#EXT-X-BYTERANGE:{length}@{offset}", SEGMENT.format(k + 1)]
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _bitrates(sizes: list[int], seconds: list[float]) -> tuple[int, int]:
+    """Peak and average bits/s of pieces of ``sizes`` bytes lasting ``seconds`` each."""
+    peak = max((8 * b / s for b, s in zip(sizes, seconds) if s > 0), default=0)
+    average = 8 * sum(sizes) / sum(seconds) if sum(seconds) else 0
+    return math.ceil(peak), math.ceil(average)
 
 
 def master_playlist(renditions: list[RenditionResult], plan: LadderPlan, audio_names: dict[int, str]) -> str:
@@ -272,6 +312,11 @@ def master_playlist(renditions: list[RenditionResult], plan: LadderPlan, audio_n
         if group:
             attrs.append(f'AUDIO="{group.name}"')
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), r.playlist]
+    for r in renditions:
+        if r.iframe_playlist:
+            peak, average = _bitrates([length for _, length in r.iframes], r.segments)
+            lines.append(f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},"
+                         f'RESOLUTION={r.width}x{r.height},CODECS="{r.codecs}",URI="{r.iframe_playlist}"')
     return "\n".join(lines) + "\n"
 
 
