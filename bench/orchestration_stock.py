@@ -5,7 +5,7 @@ deployment ``image.info/stock``.
 The deployment is made from the flow's entrypoint: ``info.serve()`` would hand the flow
 object to each subprocess through cloudpickle, which fails on our task flows
 ("cannot pickle '_contextvars.ContextVar' object": the decorator's closure reaches
-``flows.runtime._scope``).
+``flows.run_scope._scope``).
 
 Run by the benchmark from the project root with ``PREFECT_API_URL`` (and the service's
 ``DRAGONFLOW_*`` settings) in the environment; ``PREFECT_RUNNER_POLL_FREQUENCY`` sets

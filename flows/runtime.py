@@ -1,147 +1,83 @@
-"""What every task flow shares: the ``task_flow`` decorator and the per-run scope.
+"""The task-flow decorator both surfaces use, above the steps.
 
 A task flow is ``async def name(params: XParams, account: str = LOCAL_ACCOUNT)``. The
-decorator turns it into a Prefect flow whose run is named by the task key, gives it a
-scratch directory that is always removed, turns a ``TaskError`` into a Failed state with
-the client-facing message, records the result as a ``result`` artifact (what the API
-reads) and, as its last task, sends the status it ends with to ``url_callback`` (or
-``url_errback`` on failure): one try, later ones in a ``send-callback`` run. Runs that never get there (crashed, cancelled, refused for
-invalid parameters) get their errback from an automation (``flows/callbacks.py``).
+decorator turns it into a Prefect flow whose run is named as its surface names tasks (the
+task key for Stupeflix, the run's UUID for VimQu), runs the body in a run scope
+(``flows.run_scope``: a scratch directory that is always removed, a ``TaskError`` as a
+Failed state with the client-facing message), puts the run's tokens back into the
+parameters for the body and forgets them after, records the result as a ``result``
+artifact (what the API reads; on failure the partial result a ``TaskError`` carries) and,
+as its last task, sends the status it ends with where its surface says (``url_callback``
+or ``url_errback``; VimQu's ``webhook_url``): one try, later ones in a ``send-callback``
+run. Runs that never get there (crashed, cancelled, refused for invalid parameters) get
+their errback from an automation (``flows/callbacks.py``).
+
+The run-scope names (``current_run``, ``report_progress``, ...) are re-exported here, where
+task flows have always imported them.
 """
 
 import functools
-import shutil
-import time
-from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
-from uuid import UUID
+from typing import Any, Awaitable, Callable
 
-from prefect import flow, get_run_logger, runtime
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
-from prefect.client.schemas.objects import State
-from prefect.states import Completed, Failed
+from prefect import flow, runtime
+from prefect.states import Completed
 
 from flows.contract import secrets
 from flows.contract.keys import key_for
-from flows.contract.runs import PARTIAL_RESULT, record_result
-from flows.errors import TaskError
+from flows.contract.runs import record_result
 from flows.params import TaskParams
-from flows.settings import get_settings
+from flows.run_scope import (
+    LOCAL_ACCOUNT, PROGRESS_INTERVAL, Outcome, RunScope, current_run, publish_partial, report_progress, run_in_scope,
+)
 from flows.steps.notify import send_status
 
-LOCAL_ACCOUNT = "local"
-PROGRESS_INTERVAL = 0.5
-P = TypeVar("P", bound=TaskParams)
+__all__ = ["LOCAL_ACCOUNT", "PROGRESS_INTERVAL", "Outcome", "RunScope", "Surface", "STUPEFLIX", "VIMQU",
+           "current_run", "publish_partial", "report_progress", "run_in_scope", "task_flow"]
 
 
-@dataclass
-class RunScope:
-    """The running task: its key, account, parameters, scratch directory and progress."""
+@dataclass(frozen=True)
+class Surface:
+    """How a surface's task runs are named and where their ending is sent: ``ending(params,
+    failed)`` is the URL (or None) and the kind of notice (``callback``, ``errback``,
+    ``webhook``)."""
 
-    key: str
-    account: str
-    params: TaskParams
-    work_dir: Path
-    progress_artifact: UUID | None = None
-    progress: float = -1.0
-    progress_at: float = 0.0
+    run_name: Callable[[], str]
+    ending: Callable[[Any, bool], tuple[str | None, str]]
 
 
-_scope: ContextVar[RunScope] = ContextVar("dragonflow_run_scope")
+STUPEFLIX = Surface(
+    run_name=lambda: key_for(runtime.flow_run.id),
+    ending=lambda params, failed: (params.url_errback, "errback") if failed else (params.url_callback, "callback"),
+)
+VIMQU = Surface(run_name=lambda: str(runtime.flow_run.id), ending=lambda params, failed: (params.webhook_url, "webhook"))
 
 
-def current_run() -> RunScope:
-    """The scope of the task flow running in this context."""
-    return _scope.get()
-
-
-async def report_progress(percent: float, *, force: bool = False) -> None:
-    """Publish the task's progress (0-100) as the run's progress artifact.
-
-    Shown as the status ``progress`` and in the Prefect UI; throttled to whole percents
-    and at most one update per ``PROGRESS_INTERVAL`` seconds unless ``force``.
-    """
-    run = current_run()
-    percent = round(max(0.0, min(100.0, percent)))
-    now = time.monotonic()
-    if not force and (percent <= run.progress or now - run.progress_at < PROGRESS_INTERVAL):
-        return
-    run.progress, run.progress_at = percent, now
-    if run.progress_artifact is None:
-        run.progress_artifact = await acreate_progress_artifact(percent, description="Task progress")
-    else:
-        await aupdate_progress_artifact(run.progress_artifact, percent)
-
-
-async def publish_partial(values: dict[str, Any]) -> None:
-    """Publish part of the result early: the status stays ``executing`` with this ``result``."""
-    await record_result(values, description=PARTIAL_RESULT)
-
-
-def _run_name() -> str:
-    return key_for(runtime.flow_run.id)
-
-
-@dataclass
-class Outcome:
-    """How a task's body ended: its value, or the Failed state to end the run with (and the
-    partial result a ``TaskError`` may carry in ``result``)."""
-
-    value: Any = None
-    failed: State | None = None
-    partial: Any = None
-
-
-async def run_in_scope(key: str, account: str, params: Any, body: Callable[[RunScope], Awaitable[Any]]) -> Outcome:
-    """Run ``body(scope)`` as the running flow's task: a scope with a scratch directory that
-    is always removed; a ``TaskError`` becomes a Failed state with its message, any other
-    exception one naming it (the traceback goes to the run's log)."""
-    work_dir = get_settings().work_dir / str(runtime.flow_run.id)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    scope = RunScope(key, account, params, work_dir)
-    token = _scope.set(scope)
-    try:
-        return Outcome(value=await body(scope))
-    except TaskError as exc:
-        get_run_logger().error("%s", exc)
-        return Outcome(failed=Failed(message=str(exc)), partial=getattr(exc, "result", None))
-    except Exception as exc:
-        get_run_logger().exception("task failed")
-        return Outcome(failed=Failed(message=f"{type(exc).__name__}: {exc}"))
-    finally:
-        _scope.reset(token)
-        shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def task_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
-    """Make ``fn(params, account)`` the Prefect flow of task ``name``."""
+def task_flow(name: str, surface: Surface = STUPEFLIX) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
+    """Make ``fn(params, account)`` the Prefect flow of task ``name`` on ``surface``."""
 
     def decorate(fn: Callable[..., Awaitable[Any]]):
         @functools.wraps(fn)
-        async def run(params, account: str = LOCAL_ACCOUNT):
+        async def run(params: TaskParams, account: str = LOCAL_ACCOUNT):
             async def body(scope: RunScope) -> Any:
                 scope.params = await secrets.reveal(params)  # tokens are kept out of run parameters
                 return await fn(scope.params, account)
 
             run_id = runtime.flow_run.id
             try:
-                outcome = await run_in_scope(key_for(run_id), account, params, body)
+                outcome = await run_in_scope(surface.run_name(), account, params, body)
             finally:
-                await secrets.forget_quietly(params.secrets)
+                await secrets.forget_quietly(getattr(params, "secrets", None))
+            url, kind = surface.ending(params, outcome.failed is not None)
             if outcome.failed is not None:
-                await send_status(run_id, params.url_errback, "errback", outcome.failed)
+                if outcome.partial is not None:
+                    await record_result(outcome.partial)
+                await send_status(run_id, url, kind, outcome.failed)
                 return outcome.failed
             await record_result(outcome.value)
-            await send_status(run_id, params.url_callback, "callback", Completed())
+            await send_status(run_id, url, kind, Completed())
             return outcome.value
 
-        return flow(
-            name=name,
-            flow_run_name=_run_name,
-            persist_result=False,
-            validate_parameters=True,
-        )(run)
+        return flow(name=name, flow_run_name=surface.run_name, persist_result=False, validate_parameters=True)(run)
 
     return decorate

@@ -16,7 +16,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from blocks import storage
 from blocks.credentials import S3Credentials
 from blocks.storage import STORE_NAMES, OutputStore, StorageBlock
-from flows import runtime
+from flows import run_scope
 from flows.params import TaskParams, TaskStore
 from flows.settings import Settings
 from flows.steps.fetch import fetch
@@ -45,12 +45,12 @@ async def test_resolve_store_gives_the_storage_blocks(own_stores):
 
 
 async def test_store_in_a_task_flow_scope(own_stores, output, tmp_path):
-    scope = runtime.RunScope("KEY1", "acct", TaskParams(task_store={"type": "volatile"}), tmp_path)
-    token = runtime._scope.set(scope)
+    scope = run_scope.RunScope("KEY1", "acct", TaskParams(task_store={"type": "volatile"}), tmp_path)
+    token = run_scope._scope.set(scope)
     try:
         url = await store.fn(output, "output")
     finally:
-        runtime._scope.reset(token)
+        run_scope._scope.reset(token)
     assert url == f"{OWN}/volatile/acct/KEY1/output.jpg"
     assert (tmp_path / "stores" / "volatile" / "acct" / "KEY1" / "output.jpg").read_bytes() == b"jpeg bytes"
 

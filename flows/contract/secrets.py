@@ -134,8 +134,9 @@ async def forget_quietly(name: str | None) -> None:
 
 
 async def reveal(params: TaskParams) -> TaskParams:
-    """``params`` with the tokens of its Secret block put back (itself when it has none)."""
-    if not params.secrets:
+    """``params`` with the tokens of its Secret block put back (itself when it has none,
+    or when its model has no ``secrets`` field: VimQu's tasks)."""
+    if not getattr(params, "secrets", None):
         return params
     if not params.secrets.startswith(PREFIX):
         raise TaskError("secrets must name a run's secret block")

@@ -41,7 +41,6 @@ and, with ``webhook_per_output``, as each output's result is published (before t
 """
 
 import asyncio
-import functools
 import logging
 import posixpath
 import time
@@ -54,14 +53,13 @@ from urllib.parse import quote, urlsplit
 from uuid import uuid4
 
 from prefect import flow, get_run_logger, runtime
-from prefect.states import Completed, Failed, State
+from prefect.states import Failed, State
 from pydantic import (
     BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationInfo, field_validator, model_validator,
 )
 from pydantic_core import PydanticCustomError, ValidationError
 
 from blocks.registered import RegisteredStorage, StorageUnavailable, lookup_registered
-from flows.contract.runs import record_result
 from flows.contract.vimqu import output_failure, utc_text
 from flows.errors import TaskError
 from flows.outputs import package as packaging
@@ -69,9 +67,9 @@ from flows.outputs.config import OutputConfigError, StreamingConfig, parse_outpu
 from flows.outputs.package import package_streams
 from flows.outputs.thumbnails import make_thumbnails
 from flows.outputs.video import encode_output
-from flows.runtime import LOCAL_ACCOUNT, current_run, publish_partial, report_progress, run_in_scope
+from flows.runtime import LOCAL_ACCOUNT, VIMQU, current_run, publish_partial, report_progress, task_flow
 from flows.steps.fetch import fetch
-from flows.steps.notify import send_status, send_webhooks
+from flows.steps.notify import send_webhooks
 from flows.steps.step import step, step_log
 from flows.steps.tools.probe import MediaProbe, probe_input
 
@@ -480,34 +478,9 @@ class OutputsFailed(TaskError):
 
 
 def vimqu_flow(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
-    """Make ``fn(params, account)`` the Prefect flow of VimQu task ``name``: like
-    ``flows.runtime.task_flow`` (run scope, scratch directory always removed, ``TaskError`` as
-    a Failed state with its message, the result recorded), but the run is named by the task
-    id (the run's UUID, as VimQu clients see it) and the ending is sent to the task's
-    ``webhook_url``."""
-
-    def decorate(fn: Callable[..., Awaitable[Any]]):
-        @functools.wraps(fn)
-        async def run(params, account: str = LOCAL_ACCOUNT):
-            run_id = runtime.flow_run.id
-            outcome = await run_in_scope(str(run_id), account, params, lambda scope: fn(params, account))
-            if outcome.failed is not None:
-                if outcome.partial is not None:
-                    await record_result(outcome.partial)
-                await send_status(run_id, params.webhook_url, "webhook", outcome.failed)
-                return outcome.failed
-            await record_result(outcome.value)
-            await send_status(run_id, params.webhook_url, "webhook", Completed())
-            return outcome.value
-
-        return flow(
-            name=name,
-            flow_run_name=lambda: str(runtime.flow_run.id),
-            persist_result=False,
-            validate_parameters=True,
-        )(run)
-
-    return decorate
+    """``flows.runtime.task_flow`` for the VimQu surface: the run is named by the task id
+    (the run's UUID, as VimQu clients see it) and the ending is sent to ``webhook_url``."""
+    return task_flow(name, VIMQU)
 
 
 async def _fetch_input(task_input: TaskInput, account: str, dest: Path) -> Path:

@@ -29,6 +29,7 @@ from blocks import storage
 from blocks.registered import RegisteredStorage, StorageUnavailable, lookup_registered
 from flows.contract.net import REDIRECTS, check_url_allowed, is_http, send_pinned, tls_context
 from flows.errors import FetchError
+from flows.run_scope import current_run
 from flows.settings import Settings
 
 _CHUNK = 64 * 1024
@@ -78,8 +79,6 @@ class OwnStoreSource:
 async def registered_of_the_run(storage_id: str) -> RegisteredStorage | None:
     """The default lookup: a storage registered by the running task's account (another
     account's id, or no task running, finds nothing)."""
-    from flows.runtime import current_run  # runtime imports the steps
-
     try:
         account = current_run().account
     except LookupError:
