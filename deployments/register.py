@@ -19,11 +19,10 @@ from prefect.filesystems import LocalFileSystem
 
 from blocks import BLOCKS
 from blocks.storage import STORE_NAMES, StorageBlock
-from deployments.maintenance import expire_files
-from flows.callbacks import send_callback, send_errback
+from flows.callbacks import send_errback
 from flows.recovery import BEAT, RELEASED, recover_run
 from flows.contract.runs import ERRBACK_TAG, INVALID_PARAMETERS
-from flows.registry import DEPLOYED
+from flows.registry import DEPLOYED, SYSTEM_FLOWS
 from flows.settings import Settings
 
 WORKER_TYPE = "dragonflow-warm"
@@ -106,24 +105,15 @@ async def _deploy(client: PrefectClient, flow: Flow, settings: Settings, **extra
 
 
 async def register_deployments(client: PrefectClient, settings: Settings) -> None:
-    """One deployment per task, named after the task, the errback sender, the callback
-    retrier, the crash recovery and the hourly file expiry."""
+    """One deployment per deployed flow of the registry: each task, named after it, and
+    each system flow (errbacks, callback tries, crash recovery, file expiry)."""
     await ensure_work_pool(client, settings)
     for spec in DEPLOYED:
         await _deploy(client, spec.flow, settings, tags=[spec.name])
-    await _deploy(client, send_errback, settings)
-    await _deploy(client, send_callback, settings)
-    await _deploy(client, recover_run, settings)
-    await _deploy(
-        client,
-        expire_files,
-        settings,
-        schedules=[
-            DeploymentScheduleCreate(
-                schedule=IntervalSchedule(interval=timedelta(hours=1)), slug="hourly"
-            )
-        ],
-    )
+    for system in SYSTEM_FLOWS:
+        schedules = [DeploymentScheduleCreate(schedule=IntervalSchedule(interval=system.every),
+                                              slug=system.schedule)] if system.every else None
+        await _deploy(client, system.flow, settings, **({"schedules": schedules} if schedules else {}))
 
 
 async def ensure_automation(client: PrefectClient, automation: AutomationCore) -> None:

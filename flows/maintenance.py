@@ -1,4 +1,4 @@
-"""Scheduled maintenance flows (run by the same workers as the tasks)."""
+"""Scheduled maintenance: the `expire-files` flow (run hourly by the same workers as the tasks)."""
 
 from __future__ import annotations
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from prefect import Flow
 
 from flows import audio, create, hello, html, image, upload, video
+from flows.callbacks import send_callback, send_errback
+from flows.maintenance import expire_files
+from flows.recovery import recover_run
 from flows.outputs import task
 from flows.params import TaskParams
 
@@ -74,3 +78,23 @@ Stupeflix task, so not in ``TASKS``."""
 
 DEPLOYED: tuple[TaskSpec, ...] = (*TASKS.values(), VIMQU_TASK)
 """Every task flow with a deployment."""
+
+
+@dataclass(frozen=True)
+class SystemFlow:
+    """A deployed flow that is not a task (run by automations or on a schedule)."""
+
+    flow: Flow[..., Any]
+    every: timedelta | None = None
+    """Run on this interval (none: only when an automation or a call asks)..."""
+    schedule: str = ""
+    """...by the deployment schedule of this slug."""
+
+
+SYSTEM_FLOWS: tuple[SystemFlow, ...] = (
+    SystemFlow(send_errback),  # the errback automation: runs that ended without their code
+    SystemFlow(send_callback),  # a callback's later tries
+    SystemFlow(recover_run),  # the crash automation: runs whose worker stopped beating
+    SystemFlow(expire_files, every=timedelta(hours=1), schedule="hourly"),
+)
+"""Every other deployed flow: with ``DEPLOYED``, the one list of deployments."""

@@ -19,7 +19,7 @@ from blocks import storage
 from blocks.credentials import S3Credentials
 from blocks.storage import StorageBlock
 from deployments.local import LocalService
-from deployments.maintenance import expire
+from flows.maintenance import expire
 from flows.contract.keys import run_id_for
 from flows.settings import get_settings
 from flows.steps.store import SignedUrlStore, retry_policy
