@@ -19,6 +19,12 @@ from flows.steps.fetch import fetch
 from flows.steps.store import store
 from flows.steps.tools.probe import probe_media
 
+__all__ = [  # the task flows, then their parameter and result models
+    "info", "convert", "waveform", "beats", "tts", "AudioInfoParams", "AudioInfo",
+    "AudioConvertParams", "AudioConvertResult", "AudioWaveformParams", "AudioWaveformResult",
+    "AudioBeatsParams", "AudioBeatsResult", "AudioTTSParams", "AudioTTSResult"
+]
+
 
 class AudioInfoParams(TaskParams):
     """Parameters of ``audio.info``."""

@@ -7,6 +7,10 @@ from pydantic import Field
 from flows.params import TaskParams
 from flows.runtime import LOCAL_ACCOUNT, publish_partial, report_progress, task_flow
 
+__all__ = [  # the task flows, then their parameter and result models
+    "hello", "HelloParams"
+]
+
 DELAY_STEPS = 10
 
 

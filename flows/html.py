@@ -8,6 +8,10 @@ from flows.settings import get_settings
 from flows.steps.fetch import fetch
 from flows.steps.html.scrape import scrape_page
 
+__all__ = [  # the task flows, then their parameter and result models
+    "scrape", "HtmlScrapeParams", "HtmlScrapeHit", "HtmlScrapeHits", "HtmlScrapeResult"
+]
+
 
 class HtmlScrapeParams(TaskParams):
     """Parameters of ``html.scrape``."""

@@ -23,6 +23,14 @@ from flows.steps.image.smartcrop import find_crop_boxes
 from flows.steps.image.strip import tile_images
 from flows.steps.store import store
 
+__all__ = [  # the task flows, then their parameter and result models
+    "info", "thumb", "gif", "strip", "face", "saliency", "smartcrop", "ImageInfoParams",
+    "ImageThumbParams", "ImageGifParams", "ImageStripParams", "ImageFaceParams",
+    "ImageSaliencyParams", "ImageSmartcropParams", "ImageInfo", "ImageThumbResult",
+    "ImageGifResult", "ImageStripResult", "Region", "SalientPoint", "ImageFaceResult",
+    "ImageSaliencyResult", "ImageSmartcropResult"
+]
+
 MAX_STRIP_IMAGES = 1000
 
 

@@ -27,6 +27,11 @@ from flows.steps.fetch import fetch
 from flows.steps.store import as_upload_step, credentials_block, retry_policy
 from flows.steps.tools.probe import MediaProbe, content_type, probe_input
 
+__all__ = [  # the task flows, then their parameter and result models
+    "youtube", "vimeo", "fb", "YouTubeUploadParams", "YouTubeUploadResult", "VimeoUploadParams",
+    "VimeoUploadResult", "FacebookUploadParams", "FacebookUploadResult"
+]
+
 OAUTH1 = ("consumer_key", "consumer_secret", "access_token_key", "access_token_secret")
 UPLOAD_START, UPLOAD_END = 5.0, 99.0
 TOKEN_MISSING = "this field is required (or name a saved credentials block in credentials)"

@@ -19,6 +19,12 @@ from flows.steps.video.frames import film_strip, grid, strip_times, thumbnail_fr
 from flows.steps.video.reverse import reverse_video
 from flows.steps.video.scaling import output_size
 
+__all__ = [  # the task flows, then their parameter and result models
+    "info", "convert", "reverse", "thumb", "strip", "VideoInfoParams", "VideoInfo", "EncodedVideo",
+    "VideoEncodeParams", "VideoConvertParams", "VideoReverseParams", "VideoThumbParams",
+    "VideoThumbResult", "VideoStripParams", "VideoStripResult"
+]
+
 AudioCodec = Literal["mp2", "mp3", "aac", "wmav1", "wmav2"]
 SampleRate = Literal[22050, 44100, 48000]
 ImageFormat = Literal["jpeg", "png"]
