@@ -30,6 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from .atomic import put_whole
 from .credentials import S3Credentials
 from .meta import DOCUMENTATION_URL, LOGO_URL
 
@@ -161,12 +162,13 @@ class StorageBlock(Block):
         self.fs.rm_file(self.object_path(relative))
 
     async def put(self, local: Path, relative: str) -> str:
-        """Copy ``local`` to ``relative`` under root; return its public URL."""
+        """Copy ``local`` to ``relative`` under root, whole or not at all (``blocks.atomic``);
+        return its public URL."""
         target = self.object_path(relative)
 
         def _put() -> None:
             self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-            self.fs.put_file(str(local), target)
+            put_whole(self.fs, local, target)
 
         await asyncio.to_thread(_put)
         return await asyncio.to_thread(self.url_for, relative)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-import posixpath
-import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -33,18 +31,16 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import SecretStr
 
 from blocks import youtube
-from blocks.storage import OutputStore, StorageBlock, load_store
+from blocks.storage import OutputStore, load_store
 from blocks.uploads import RetryPolicy, UploadError, is_transient, stream_range
 from flows.errors import FetchError, TaskError
 from flows.params import TaskStore
-from flows.runtime import LOCAL_ACCOUNT, current_run
+from flows.run_scope import LOCAL_ACCOUNT, current_run
 from flows.settings import Settings, get_settings
 from flows.contract.net import check_url_allowed, tls_context
 from flows.steps.step import step, step_log
 
 C = TypeVar("C", bound=CredentialsBlock)
-# Filesystems whose writes are atomic already: an object exists only once fully uploaded.
-OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az", "abfss"}
 
 
 def retry_policy(settings: Settings | None = None) -> RetryPolicy:
@@ -179,41 +175,16 @@ async def resolve_store(task_store: TaskStore) -> OutputStore:
     return await RESOLVERS[task_store.type](task_store)
 
 
-def _partial_name(relative: str) -> str:
-    directory, name = posixpath.split(relative)
-    return posixpath.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.part")
-
-
-def _commit(block: StorageBlock, local: Path, relative: str) -> None:
-    """Write ``local`` under a temporary name next to ``relative``, then rename it (blocking);
-    the temporary file is removed when anything fails."""
-    fs, partial = block.fs, block.object_path(_partial_name(relative))
-    fs.makedirs(posixpath.dirname(partial), exist_ok=True)
-    try:
-        fs.put_file(str(local), partial)
-        fs.mv(partial, block.object_path(relative))
-    except BaseException:
-        try:
-            fs.rm_file(partial)
-        except Exception:  # never written, or the backend is gone: the failure is what matters
-            pass
-        raise
-
-
 async def put_complete(to: OutputStore, local: Path, relative: str) -> str:
-    """``to.put(local, relative)``, made atomic for a storage block on a file system; a
+    """``to.put(local, relative)`` (every store writes a file whole or not at all); a
     failing backend becomes a TaskError with its message."""
-    if not isinstance(to, StorageBlock):
-        return await to.put(local, relative)
     try:
-        protocol = await asyncio.to_thread(lambda: to.fs.protocol)  # may connect
-        if OBJECT_STORES.intersection([protocol] if isinstance(protocol, str) else protocol):
-            return await to.put(local, relative)
-        await asyncio.to_thread(_commit, to, local, relative)
+        return await to.put(local, relative)
+    except TaskError:
+        raise
     except Exception as exc:  # each backend has its own exception tree
         reason = str(exc) or type(exc).__name__
         raise TaskError(f"could not store {Path(relative).name}: {reason}") from exc
-    return await asyncio.to_thread(to.url_for, relative)
 
 
 def _run_name(parameters: dict[str, Any]) -> str:
