@@ -74,3 +74,24 @@ def test_the_readme_try_it_commands_work_as_written(service, tmp_path):
     assert result["output"].startswith(f"{service.api}/storage/persistent/local/{thumb[0]['key']}/")
     assert Image.open(io.BytesIO(service.http.get(result["output"]).content)).size == (200, 150)
     assert status[0]["key"] == key and status[0]["result"] == "Hello earlier", status
+
+
+PIPELINE_RUN = """
+import asyncio, json, sys
+namespace = {}
+exec(compile(sys.stdin.read(), "README.md", "exec"), namespace)
+print(json.dumps(asyncio.run(namespace["contact_sheet"](sys.argv[1:]))))
+"""
+
+
+def test_the_readme_pipeline_example_runs(service, media):
+    """The "Using the flows in a pipeline" example, as written, run by a data engineer's
+    own process against the service's Prefect server: a thumbnail of each URL."""
+    [example] = re.findall(r"```python\n(.*?)```", readme_section("Using the flows in a pipeline"), re.S)
+    urls = [media.image("sheet-1.jpg", size=(800, 600)), media.image("sheet-2.jpg", size=(640, 640))]
+    done = subprocess.run([sys.executable, "-c", PIPELINE_RUN, *urls], input=example, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, env=service.env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs = json.loads(done.stdout.strip().splitlines()[-1])
+    sizes = [Image.open(io.BytesIO(service.http.get(url).content)).size for url in outputs]
+    assert sizes == [(320, 240), (320, 320)], (outputs, sizes)
