@@ -131,6 +131,12 @@ def up(
         typer.echo(str(exc), err=True)
         raise typer.Exit(1)
     service_file.record_topology(settings.home, topology)
+    try:
+        _check_ports_free(port, None if topology == "external" else prefect_port)
+    except ServiceError as exc:
+        service_file.release(settings.home)
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1)
     supervisor = Supervisor(lambda line: typer.echo(line, err=True))
     _stop_on_signals()
     try:
@@ -167,6 +173,28 @@ def up(
         service_file.release(settings.home)
 
 
+def _check_ports_free(port: int, prefect_port: int | None) -> None:
+    """Fail before starting anything if another program listens on a port ``up`` needs."""
+    if not _port_free(port):
+        raise ServiceError(f"another program already listens on 127.0.0.1:{port}: choose another --port")
+    if prefect_port is not None and not _port_free(prefect_port):
+        api_url = api_url_for(prefect_port)
+        hint = f", or set PREFECT_API_URL={api_url} to use that Prefect server" if is_healthy(api_url) else ""
+        raise ServiceError(f"another program already listens on 127.0.0.1:{prefect_port}:"
+                           f" choose another --prefect-port{hint}")
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server can listen on 127.0.0.1:``port`` (as uvicorn binds: SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _stop_on_signals() -> None:
     """SIGINT or SIGTERM stops ``up`` and everything it started, once: a second signal
     cannot interrupt the stopping. (SIGINT is set here explicitly: a shell that starts
@@ -188,9 +216,6 @@ def _start_prefect(supervisor: Supervisor, settings: Settings, prefect_port: int
         if PREFECT_API_URL.value():
             return [{"PREFECT_API_URL": PREFECT_API_URL.value()}]
         api_url = api_url_for(prefect_port)
-        if is_healthy(api_url):
-            raise ServiceError(f"a Prefect server that is not this home's already answers on 127.0.0.1:{prefect_port}:"
-                               f" choose another --prefect-port, or set PREFECT_API_URL={api_url} to use it")
         server = start_server(settings, prefect_port)
         supervisor.adopt("Prefect server", server, functools.partial(start_server, settings, prefect_port))
         return [{"PREFECT_API_URL": api_url}]

@@ -32,6 +32,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+PORT_ATTEMPTS = 3
+
+
 class LocalService:
     """``dragonflow up`` in ``home`` with its own SQLite Prefect server (with ``scale``:
     its own scale-out tier, ``api_processes`` Prefect API processes, ``workers`` warm
@@ -56,6 +59,27 @@ class LocalService:
 
     def __enter__(self) -> "LocalService":
         self.home.mkdir(parents=True, exist_ok=True)
+        for attempt in range(PORT_ATTEMPTS):
+            line = self._start()
+            if line is not None:
+                break
+            log = (self.home / "up.log").read_text()
+            taken = "address already in use" in log or "already listens on 127.0.0.1" in log
+            if not taken or attempt == PORT_ATTEMPTS - 1:
+                raise RuntimeError("dragonflow up did not start: " + log[-3000:])
+            # another process took a free port between choosing it and binding it: choose again
+            self.port, self.prefect_port = free_port(), free_port()
+        info = json.loads(line)
+        self.api, self.account, self.first_task = info["api"], info["account"], info.get("first_task")
+        self.prefect_api = f"{info['prefect_ui']}/api"
+        self.prefect_apis = info["prefect_apis"]
+        self.env["PREFECT_API_URL"] = self.prefect_api
+        if "prefect_auth_file" in info:
+            self.env["PREFECT_API_AUTH_STRING"] = Path(info["prefect_auth_file"]).read_text().strip()
+        return self
+
+    def _start(self) -> str | None:
+        """Start ``up``; its first JSON line, or ``None`` (stopped again) if it did not start."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deployments.cli", "up", "--port", str(self.port),
              "--prefect-port", str(self.prefect_port), *self.options],
@@ -72,15 +96,8 @@ class LocalService:
                 if self.process.poll() is None and time.monotonic() < deadline:
                     continue
                 self.__exit__()
-                raise RuntimeError("dragonflow up did not start: " + (self.home / "up.log").read_text()[-3000:])
-        info = json.loads(line)
-        self.api, self.account, self.first_task = info["api"], info["account"], info.get("first_task")
-        self.prefect_api = f"{info['prefect_ui']}/api"
-        self.prefect_apis = info["prefect_apis"]
-        self.env["PREFECT_API_URL"] = self.prefect_api
-        if "prefect_auth_file" in info:
-            self.env["PREFECT_API_AUTH_STRING"] = Path(info["prefect_auth_file"]).read_text().strip()
-        return self
+                return None
+        return line
 
     def children(self, *words: str) -> list[int]:
         """Process ids of ``up``'s children whose command line contains all of ``words``

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -88,6 +89,24 @@ def test_a_second_up_in_the_same_home_refuses_and_starts_nothing(service):
     assert done.returncode == 1, done.stderr
     assert servers == set(), f"a second up started {servers}"
     assert f"already runs in DRAGONFLOW_HOME={home}" in done.stderr and service.api in done.stderr, done.stderr
+
+
+def test_up_on_a_port_another_program_holds_fails_at_once_naming_the_flag(tmp_path):
+    """``up --port P`` (or ``--prefect-port Q``) where another program listens fails before
+    starting anything, naming the port and the flag to change; the home is left free."""
+    home = tmp_path / "home"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRAGONFLOW_"))}
+    env = {**clean, "DRAGONFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        for flags, named in [(["--port", str(taken), "--prefect-port", str(free_port())], "--port"),
+                             (["--port", str(free_port()), "--prefect-port", str(taken)], "--prefect-port")]:
+            done, servers = cli(env, "up", *flags, timeout=30)
+            assert done.returncode == 1 and servers == set(), (done.stderr, servers)
+            assert f"already listens on 127.0.0.1:{taken}: choose another {named}" in done.stderr, done.stderr
+            assert not (home / "service.json").exists()
 
 
 def test_scale_topology_cli_from_another_shell_then_a_clear_failure_once_stopped(tmp_path):
