@@ -528,13 +528,15 @@ def print_latency(ours: list[Run], theirs: list[Run], stock_poll: int) -> None:
             (f"stock: prefect.serve (poll {stock_poll} s, process/run)", theirs)]
     for label, runs in rows:
         values = [r.latency for r in runs]
+        if not values:
+            continue
         ok = sum(r.status == "success" for r in runs)
         print(f"   {label:44s} {len(runs):4d} {statistics.median(values):6.3f}s {percentile(values, 0.95):6.3f}s"
               f" {min(values):6.3f}s {max(values):6.3f}s  {ok}/{len(runs)}")
         for status in sorted({r.status for r in runs} - {"success"}):
             print(f"     not successful: {status[:200]}")
     ours_p50 = statistics.median(r.latency for r in ours)
-    ratio = ours_p50 / statistics.median(r.latency for r in theirs)
+    ratio = ours_p50 / statistics.median(r.latency for r in theirs) if theirs else math.nan
     print(f"   targets: p50 <= 0.30 s ({'met' if ours_p50 <= 0.30 else 'NOT met'}),"
           f" p95 <= 0.60 s ({'met' if percentile([r.latency for r in ours], 0.95) <= 0.60 else 'NOT met'}),"
           f" ours/stock p50 = {ratio:.3f} <= 0.15 ({'met' if ratio <= 0.15 else 'NOT met'})")

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate, WorkPoolUpdate
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.events.actions import RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
@@ -78,6 +78,9 @@ async def point_default_stores_at_api(settings: Settings) -> None:
 
 
 async def ensure_work_pool(client: PrefectClient, settings: Settings) -> None:
+    """The warm workers' pool, with no base job template (they start no infrastructure;
+    see ``WarmWorker.get_default_base_job_template``); an older install's template is
+    removed."""
     try:
         await client.create_work_pool(
             WorkPoolCreate(
@@ -87,7 +90,9 @@ async def ensure_work_pool(client: PrefectClient, settings: Settings) -> None:
             )
         )
     except ObjectAlreadyExists:
-        pass
+        pool = await client.read_work_pool(settings.work_pool)
+        if pool.base_job_template:
+            await client.update_work_pool(settings.work_pool, WorkPoolUpdate(base_job_template={}))
 
 
 async def _deploy(client: PrefectClient, flow: Flow, settings: Settings, **extra) -> None:
@@ -131,15 +136,22 @@ async def ensure_automation(client: PrefectClient, automation: AutomationCore) -
 def crash_automation(settings: Settings, recovery_deployment: UUID) -> AutomationCore:
     """A claimed or running task whose heartbeats stop for ``heartbeat_timeout`` (its
     worker died), or that never sent one after it was claimed (Pending: a worker killed
-    between claiming and starting it) or started, is handed to the ``recover-run``
-    deployment: run again, or marked Crashed, so its client never waits forever."""
-    final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")}
+    between claiming and starting it, or while running it before its first beat), is
+    handed to the ``recover-run`` deployment: run again, or marked Crashed, so its client
+    never waits forever.
+
+    Each event it follows costs the Prefect server a database transaction (its bucket per
+    run), so it follows the fewest that keep that promise: a watch opens at Pending and at
+    each beat, and closes at a beat or at the worker's release of the run (sent after the
+    run's end is recorded). Running needs no watch of its own (the worker beats within
+    ``heartbeat_timeout / 3`` of claiming a run), and a run that ended without a release
+    (its worker died right after) is left alone by ``recover-run``."""
     return AutomationCore(
         name=CRASH_AUTOMATION,
         description="Runs again (or marks Crashed) flow runs whose heartbeats stop.",
         trigger=EventTrigger(
-            after={"prefect.flow-run.Pending", "prefect.flow-run.Running", BEAT},
-            expect={"prefect.flow-run.Running", BEAT, RELEASED, *final},
+            after={"prefect.flow-run.Pending", BEAT},
+            expect={BEAT, RELEASED},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

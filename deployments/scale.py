@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployments.local import free_port
-from deployments.server import api_url_for, is_healthy, stop, wait_until
+from deployments.server import api_url_for, is_healthy, retention_env, stop, wait_until
 from flows.settings import Settings
 
 POSTGRES_BIN = Path("/usr/lib/postgresql")
@@ -232,7 +232,7 @@ class PrefectTier:
         """The one process running Prefect's services (scheduler, triggers, late runs, ...)."""
         self.services = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "services", "start"],
-            env=self._env(PREFECT_API_URL=self.api_urls[0]),
+            env={**retention_env(self.settings), **self._env(PREFECT_API_URL=self.api_urls[0])},
             stdout=self._log("prefect-services"), stderr=subprocess.STDOUT)
         return self.services
 

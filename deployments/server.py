@@ -53,10 +53,21 @@ def prefect_env(settings: Settings, client: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def retention_env(settings: Settings) -> dict[str, str]:
+    """Prefect's database vacuum for the process that runs Prefect's services: flow runs
+    that ended more than ``run_retention_days`` ago are deleted with their logs and
+    artifacts (Prefect's ``flow_runs`` vacuum, hourly), old events as Prefect does by
+    default (``events``); an operator's own ``PREFECT_SERVER_SERVICES_DB_VACUUM_*`` wins."""
+    if not settings.run_retention_days:
+        return {}
+    return {"PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+            "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(round(settings.run_retention_days * 86400))}
+
+
 def start_server(settings: Settings, port: int) -> subprocess.Popen:
     """Start a SQLite Prefect server on 127.0.0.1:``port`` and wait until it answers."""
     api_url = api_url_for(port)
-    env = prefect_env(settings, {"PREFECT_API_URL": api_url})
+    env = {**retention_env(settings), **prefect_env(settings, {"PREFECT_API_URL": api_url})}
     env["PREFECT_UI_API_URL"] = api_url
     (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(

@@ -19,6 +19,7 @@ task flows have always imported them.
 import functools
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
+from uuid import UUID
 
 from prefect import flow, runtime
 from prefect.states import Completed
@@ -38,19 +39,23 @@ __all__ = ["LOCAL_ACCOUNT", "PROGRESS_INTERVAL", "Outcome", "RunScope", "Surface
 
 @dataclass(frozen=True)
 class Surface:
-    """How a surface's task runs are named and where their ending is sent: ``ending(params,
-    failed)`` is the URL (or None) and the kind of notice (``callback``, ``errback``,
-    ``webhook``)."""
+    """How a surface's task runs are named (``name_for(run_id)``) and where their ending is
+    sent: ``ending(params, failed)`` is the URL (or None) and the kind of notice
+    (``callback``, ``errback``, ``webhook``)."""
 
-    run_name: Callable[[], str]
+    name_for: Callable[[UUID], str]
     ending: Callable[[Any, bool], tuple[str | None, str]]
+
+    def run_name(self) -> str:
+        """The running flow run's name."""
+        return self.name_for(runtime.flow_run.id)
 
 
 STUPEFLIX = Surface(
-    run_name=lambda: key_for(runtime.flow_run.id),
+    name_for=key_for,
     ending=lambda params, failed: (params.url_errback, "errback") if failed else (params.url_callback, "callback"),
 )
-VIMQU = Surface(run_name=lambda: str(runtime.flow_run.id), ending=lambda params, failed: (params.webhook_url, "webhook"))
+VIMQU = Surface(name_for=str, ending=lambda params, failed: (params.webhook_url, "webhook"))
 
 
 def task_flow(name: str, surface: Surface = STUPEFLIX) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
@@ -78,6 +83,8 @@ def task_flow(name: str, surface: Surface = STUPEFLIX) -> Callable[[Callable[...
             await send_status(run_id, url, kind, Completed())
             return outcome.value
 
-        return flow(name=name, flow_run_name=surface.run_name, persist_result=False, validate_parameters=True)(run)
+        made = flow(name=name, flow_run_name=surface.run_name, persist_result=False, validate_parameters=True)(run)
+        made.run_name_for = surface.name_for  # lets the warm worker name the run in its first update
+        return made
 
     return decorate

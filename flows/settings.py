@@ -16,6 +16,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DRAGONFLOW_", extra="ignore", populate_by_name=True)
 
+    @field_validator("run_retention_days")
+    @classmethod
+    def _an_hour_at_least(cls, days: float) -> float:
+        if days != 0 and days < 1 / 24:
+            raise ValueError("keep finished runs at least an hour (1/24 day), or 0 for ever")
+        return days
+
     home: Path = Field(
         default_factory=lambda: Path.home() / ".dragonflow",
         description="Where state lives: the embedded Prefect database, stored files, scratch directories.",
@@ -52,6 +59,11 @@ class Settings(BaseSettings):
         description="Seconds without a heartbeat after which a running task's worker counts as dead: the task is"
         " run again (crash_retries) or ends Crashed. Workers beat every third of it; at least 10. Old name:"
         " DRAGONFLOW_CRASH_AFTER_SECONDS.",
+    )
+    run_retention_days: float = Field(
+        30.0,
+        description="Days a finished task's flow run (with its logs and artifacts) stays in Prefect's database;"
+        " Prefect's database vacuum deletes older ones every hour. 0 keeps them forever; at least 1/24 (an hour).",
     )
     crash_retries: int = Field(
         2, ge=0, description="Times a task whose worker died (or was killed by its input) is run again before it ends Crashed."

@@ -10,12 +10,14 @@ from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator
 
 import httpx
+import pytest
 import sqlalchemy.exc
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.server.api.server import custom_internal_exception_handler
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Scheduled, to_state_create
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,6 +26,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from deployments import prefect_server
 from deployments.prefect_server import MAX_REPLAY_BODY, RETRY_AFTER, RETRYABLE_BODY, ReplayOn503
+from deployments.server import retention_env
+from flows.settings import Settings
 
 CONCURRENT_WRITES = 40
 
@@ -210,3 +214,26 @@ async def test_patches_refuse_another_prefect(monkeypatch):
             raise AssertionError("the suspension observer was patched into another Prefect")
     except RuntimeError as exc:
         assert "pin prefect==3.8.8" in str(exc)
+
+
+def test_the_embedded_server_vacuums_runs_older_than_the_retention_setting(service):
+    """``DRAGONFLOW_RUN_RETENTION_DAYS`` (default 30) turns on Prefect's flow-run vacuum
+    in the process that runs Prefect's services; 0 leaves it off; under an hour is refused."""
+    port = service.prefect_api.rsplit(":", 1)[1].split("/")[0]
+    pids = [p for p in os.listdir("/proc") if p.isdigit() and f"--port\0{port}" in _cmdline(p)
+            and "deployments.prefect_server" in _cmdline(p)]
+    assert pids, "the embedded Prefect server process was not found"
+    environ = dict(item.split("=", 1) for item in open(f"/proc/{pids[0]}/environ").read().split("\0") if "=" in item)
+    assert environ["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] == "events,flow_runs"
+    assert environ["PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"] == str(30 * 86400)
+    assert retention_env(Settings(run_retention_days=0)) == {}
+    assert retention_env(Settings(run_retention_days=0.5))["PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"] == "43200"
+    with pytest.raises(ValidationError, match="at least an hour"):
+        Settings(run_retention_days=0.01)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline").read()
+    except OSError:
+        return ""

@@ -71,3 +71,44 @@ async def test_the_pickup_listener_outlives_a_prefect_api_dying_mid_handshake(ca
     tries = [r.getMessage() for r in caplog.records if "subscribing again" in r.getMessage()]
     assert len(tries) >= 2 and "InvalidMessage" in tries[0], tries
     assert worker._wake.is_set()  # each new subscription asks for runs scheduled meanwhile
+
+
+async def test_the_warm_engine_names_the_run_in_its_first_update_and_reads_nothing_back(service):
+    """A claimed run goes through Prefect's engine with one update (version, retry policy
+    and the task key as its name) and no read of the run: the server ends up with the
+    same run as the stock engine leaves (named by its key, Completed, run once)."""
+    from prefect.context import AsyncClientContext
+
+    from deployments.warm_engine import run_claimed
+    from flows.contract.keys import key_for
+    from flows.hello import hello
+
+    calls: list[str] = []
+    with temporary_settings({PREFECT_API_URL: service.prefect_api}):
+        async with AsyncClientContext.get_or_create() as context:
+            client = context.client
+            deployment = await client.read_deployment_by_name("hello/hello")
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, parameters={"params": {"name": "warm"}},
+                state=Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(days=1)))  # not for the worker
+            try:
+                claimed = await client.set_flow_run_state(run.id, Pending(), force=True)
+                assert claimed.status.value == "ACCEPT"
+                run = await client.read_flow_run(run.id)
+
+                async def count(request):
+                    if f"/flow_runs/{run.id}" in request.url.path:
+                        calls.append(f"{request.method} {request.url.path.rsplit(str(run.id), 1)[1] or '/'}")
+
+                client._client.event_hooks["request"].append(count)
+                try:
+                    state = await run_claimed(hello, run)
+                finally:
+                    client._client.event_hooks["request"].remove(count)
+                assert state.is_completed(), state
+                assert calls == ["PATCH /", "POST /set_state", "POST /set_state"], calls
+                ended = await client.read_flow_run(run.id)
+                assert (ended.name, ended.run_count, ended.state.type.value) == (key_for(run.id), 1, "COMPLETED")
+                assert ended.flow_version == hello.version and ended.start_time is not None
+            finally:
+                await client.delete_flow_run(run.id)
