@@ -31,7 +31,13 @@ request with start, duration, method, path, status, client port) and, on the sca
 topology, from uvicorn's access lines in the Prefect API processes' logs (answer time, no
 duration); websocket messages (events) are not counted. Not a test.
 
-    .venv/bin/python bench/orchestration.py [--topology sqlite|scale] [--postgres] [--runs 60]
+With ``--baseline REV`` the latency and throughput cases also run on commit ``REV`` (checked
+out in a temporary git worktree, its own service started from it), alternating with this
+checkout for ``--rounds`` rounds, and a last table puts the medians side by side with
+their ratios.
+
+    .venv/bin/python bench/orchestration.py [--topology sqlite|scale] [--api-processes 2] [--postgres] [--runs 60]
+        [--baseline REV --rounds 2]
         [--stock-runs 10] [--tasks 500] [--ceiling-runs 200] [--stock-poll 1]
 """
 
@@ -479,9 +485,10 @@ async def wait_for_deployment(client, name: str, runner: subprocess.Popen, timeo
             await asyncio.sleep(0.5)
 
 
-async def latency(service: LocalService, url: str, runs: int, stock_runs: int, stock: subprocess.Popen,
+async def latency(service: LocalService, url: str, runs: int, stock_runs: int, stock: subprocess.Popen | None,
                   timeout: float = 120) -> tuple[list[Run], list[Run]]:
-    """Sequential runs of ours, with the stock path's runs spread among them (1 warm-up each)."""
+    """Sequential runs of ours, with the stock path's runs spread among them (1 warm-up each;
+    none without ``stock``)."""
     from prefect.client.orchestration import get_client
 
     from flows.image import ImageInfoParams
@@ -491,9 +498,12 @@ async def latency(service: LocalService, url: str, runs: int, stock_runs: int, s
     ours, theirs = [], []
     every = max(1, runs // max(1, stock_runs))
     async with httpx.AsyncClient(base_url=service.api, timeout=60) as http, get_client() as client:
-        deployment = await wait_for_deployment(client, "image.info/stock", stock)
+        if stock is None:
+            stock_runs = 0
+        else:
+            deployment = await wait_for_deployment(client, "image.info/stock", stock)
+            await stock_run(client, deployment.id, parameters, timeout)
         await our_run(http, service.account["secret"], task, timeout)
-        await stock_run(client, deployment.id, parameters, timeout)
         for i in range(runs):
             ours.append(await our_run(http, service.account["secret"], task, timeout))
             if (i + 1) % every == 0 and len(theirs) < stock_runs:
@@ -521,7 +531,7 @@ async def add_marks(client, run: Run) -> None:
         run.marks["result"] = min(results)
 
 
-def print_latency(ours: list[Run], theirs: list[Run], stock_poll: int) -> None:
+def print_latency(ours: list[Run], theirs: list[Run], stock_poll: int) -> dict[str, float]:
     print("\n1. Latency: image.info, create -> status success, polled every 20 ms (sequential tasks)")
     print(f"   {'path':44s} {'runs':>4s} {'p50':>7s} {'p95':>7s} {'min':>7s} {'max':>7s}  ok")
     rows = [("ours: POST /v2/create + GET /v2/status", ours),
@@ -537,12 +547,14 @@ def print_latency(ours: list[Run], theirs: list[Run], stock_poll: int) -> None:
             print(f"     not successful: {status[:200]}")
     ours_p50 = statistics.median(r.latency for r in ours)
     ratio = ours_p50 / statistics.median(r.latency for r in theirs) if theirs else math.nan
-    print(f"   targets: p50 <= 0.30 s ({'met' if ours_p50 <= 0.30 else 'NOT met'}),"
-          f" p95 <= 0.60 s ({'met' if percentile([r.latency for r in ours], 0.95) <= 0.60 else 'NOT met'}),"
-          f" ours/stock p50 = {ratio:.3f} <= 0.15 ({'met' if ratio <= 0.15 else 'NOT met'})")
-    if stock_poll != 10:
+    p95 = percentile([r.latency for r in ours], 0.95)
+    print(f"   targets: p50 <= 0.20 s ({'met' if ours_p50 <= 0.20 else 'NOT met'}),"
+          f" p95 <= 0.40 s ({'met' if p95 <= 0.40 else 'NOT met'})"
+          + (f", ours/stock p50 = {ratio:.3f} <= 0.15 ({'met' if ratio <= 0.15 else 'NOT met'})" if theirs else ""))
+    if stock_poll != 10 and theirs:
         print(f"   (stock runner polls every {stock_poll} s; Prefect's default, 10 s, adds ~{(10 - stock_poll) / 2:.1f} s"
               " of waiting on average)")
+    return {"p50 s": ours_p50, "p95 s": percentile([r.latency for r in ours], 0.95)}
 
 
 # --- 4. where the time goes ------------------------------------------------------------------
@@ -754,12 +766,13 @@ async def throughput(service: LocalService, base: str, names: list[str], timeout
     return result
 
 
-def print_throughput(result: dict, count: int, used: dict[str, float], wall: float, calls: list[Call]) -> None:
+def print_throughput(result: dict, count: int, used: dict[str, float], wall: float, calls: list[Call]) -> dict[str, float]:
     final = result["final"]
     outcomes = Counter(status for status, _, _ in final.values())
     start = result["start"]
     last_seen = max((t for _, t, _ in final.values()), default=start)
     ended = result["ended"]
+    figures = {"tasks/s": math.nan, "steady tasks/s": math.nan}
     print(f"\n2. Throughput: {count} image.thumb tasks (1-2 MP JPEG inputs, 320 px wide) in one create call")
     if result["create_error"]:
         print(f"   create call FAILED after {result['create_seconds']:.1f} s: {result['create_error']}")
@@ -775,16 +788,18 @@ def print_throughput(result: dict, count: int, used: dict[str, float], wall: flo
               f" 1 s polls): {len(ended) / span:.2f} tasks/s; steady rate (10th-90th percentile ends)"
               f" {steady:.2f} tasks/s")
         print(f"   first task ended {ended[0] - start:.1f} s after the create call began")
+        figures = {"tasks/s": len(ended) / span, "steady tasks/s": steady}
     print(f"   outcomes: success {outcomes.get('success', 0)}, error {outcomes.get('error', 0)},"
           f" unfinished at timeout {len(result['pending'])}, lost (keys missing) {count - result['keys']}")
     errors = Counter(str(err)[:120] for status, _, err in final.values() if status == "error")
     for message, n in errors.most_common(3):
         print(f"     error x{n}: {message}")
     print(f"   {cpu_line(used, wall)}")
-    print_server_cost(used, calls, max(1, result["runs"]))
+    figures["succeeded"] = outcomes.get("success", 0)
+    return {**figures, **print_server_cost(used, calls, max(1, result["runs"]))}
 
 
-def print_server_cost(used: dict[str, float], calls: list[Call], tasks: int, top: int = 10) -> None:
+def print_server_cost(used: dict[str, float], calls: list[Call], tasks: int, top: int = 10) -> dict[str, float]:
     """What the Prefect server spends per task: CPU ms of every Prefect server process (from
     ``used``, CPU seconds by group), the HTTP calls it answered (``calls``) by route, and
     the tasks/s one server core would carry at that cost."""
@@ -807,6 +822,8 @@ def print_server_cost(used: dict[str, float], calls: list[Call], tasks: int, top
         total = sum(durations)
         print(f"     {name:62s} {len(group) / tasks:5.2f}  {ms(statistics.median(durations), 1)}"
               f"  {'     —' if math.isnan(total) else f'{total:6.1f}'}")
+    per_process = {f"CPU ms/task, {name}": 1000 * seconds / tasks for name, seconds in server.items()}
+    return {"server CPU ms/task": cpu_ms, "API calls/task": len(calls) / tasks, **per_process}
 
 
 # --- 3. ceiling ------------------------------------------------------------------------------
@@ -861,11 +878,16 @@ async def ceiling_deployment():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topology", choices=TOPOLOGIES, default="sqlite",
-                        help="sqlite: the embedded Prefect server; scale: PostgreSQL + Redis + 2 Prefect API"
-                             " processes + 1 services process + 2 workers.")
+                        help="sqlite: the embedded Prefect server; scale: PostgreSQL + Redis + Prefect API"
+                             " processes (--api-processes) + 1 services process + 2 workers.")
+    parser.add_argument("--api-processes", type=int, default=2, help="Prefect API processes of the scale topology.")
     parser.add_argument("--postgres", action="store_true", help="sqlite topology's server on PostgreSQL instead.")
     parser.add_argument("--no-step-tasks", action="store_true",
                         help="Service with DRAGONFLOW_STEP_TASKS=false (steps as plain calls) to measure their cost.")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="Also measure commit REV (a temporary git worktree), side by side: latency and"
+                             " throughput only, alternating with this checkout for --rounds rounds.")
+    parser.add_argument("--rounds", type=int, default=1, help="Rounds of baseline + this checkout (--baseline).")
     parser.add_argument("--runs", type=int, default=60, help="Timed latency runs (ours).")
     parser.add_argument("--stock-runs", type=int, default=10, help="Timed latency runs of the stock path.")
     parser.add_argument("--stock-poll", type=int, default=1, help="Stock runner poll interval, s (Prefect: 10).")
@@ -878,56 +900,95 @@ def main() -> None:
     args = parser.parse_args()
     if args.postgres and args.topology != "sqlite":
         parser.error("--postgres is for the sqlite topology (scale runs on PostgreSQL)")
+    TOPOLOGIES["scale"]["api_processes"] = args.api_processes
 
     os.environ["DRAGONFLOW_FETCH_ALLOW"] = "127.0.0.1"  # this process fetches and runs flows too (part 4)
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {machine()}; load average at start {load()}")
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestration-")))
+        files = tmp / "files"
+        files.mkdir()
+        small = jpeg_near(files / "small.jpg", 100_000)
+        names = thumb_inputs(files, args.tasks)
+        base = stack.enter_context(serve_directory(files))
+        print(f"inputs: image.info on a {small.stat().st_size / 1000:.0f} KB {'x'.join(map(str, Image.open(small).size))} JPEG;"
+              f" thumbs from 20 JPEGs of 1.0-2.0 MP")
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        checkouts = [(f"this checkout ({head}{'+changes' if dirty() else ''})", ROOT)]
+        if args.baseline:
+            checkouts.insert(0, (f"baseline {args.baseline}", stack.enter_context(worktree(args.baseline, tmp / "baseline"))))
+            args.stock_runs, args.skip = 0, [*args.skip, "ceiling"]
+        figures: dict[str, list[dict[str, float]]] = defaultdict(list)
+        for round_ in range(args.rounds if args.baseline else 1):
+            for label, root in checkouts:
+                print(f"\n=== {label}" + (f", round {round_ + 1} of {args.rounds}" if args.baseline else "") + f"; load {load()}")
+                home = tmp / f"home-{len(figures[label])}-{root.name}"
+                figures[label].append(measure(args, root, home, files, small, names, base, full=not args.baseline))
+        if args.baseline:
+            print_side_by_side(figures)
+        print(f"\nload average at end {load()}")
+
+
+def dirty() -> bool:
+    return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip())
+
+
+@contextmanager
+def worktree(rev: str, path: Path) -> Iterator[Path]:
+    """Commit ``rev`` checked out at ``path`` (a detached git worktree), removed after."""
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(path), rev], cwd=ROOT, check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+
+
+def measure(args: argparse.Namespace, root: Path, home: Path, files: Path, small: Path, names: list[str], base: str,
+            full: bool) -> dict[str, float]:
+    """Start the service from checkout ``root`` in ``home`` and run the cases; their figures
+    (``full``: also the stock path, the census of calls, where the time goes, the ceiling)."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    figures: dict[str, float] = {}
+    with ExitStack() as stack:
         env, roots = {}, []
         if args.postgres:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"], postmaster = stack.enter_context(postgres_cluster())
             roots.append(postmaster)
         if args.no_step_tasks:
             env["DRAGONFLOW_STEP_TASKS"] = "false"
-        home = tmp / "home"
         if args.keep_logs:  # runs last, once every process has stopped
-            stack.callback(keep_logs, args.keep_logs, home)
-        files = tmp / "files"
-        files.mkdir()
-        small = jpeg_near(files / "small.jpg", 100_000)
-        names = thumb_inputs(files, args.tasks)
-        base = stack.enter_context(serve_directory(files))
-        service = stack.enter_context(start_service(home, args.topology, **env))
-        os.environ["DRAGONFLOW_HOME"] = str(tmp / "bench-home")  # scratch dirs of the in-process runs
+            stack.callback(keep_logs, args.keep_logs / home.name if args.baseline else args.keep_logs, home)
+        service = stack.enter_context(start_service(home, args.topology, root=root, **env))
+        os.environ["DRAGONFLOW_HOME"] = str(home.parent / "bench-home")  # scratch dirs of the in-process runs
         groups = partial(service_groups, service, *roots)
         database = "PostgreSQL (Debian, default settings)" if args.postgres or args.topology == "scale" else "SQLite"
         print(f"database: {database}; topology {args.topology}: {', '.join(groups())}")
         stack.enter_context(temporary_settings({**prefect_settings(service), PREFECT_CLIENT_MAX_RETRIES: 20}))
-        print(f"inputs: image.info on a {small.stat().st_size / 1000:.0f} KB {'x'.join(map(str, Image.open(small).size))} JPEG;"
-              f" thumbs from 20 JPEGs of 1.0-2.0 MP")
 
         if "latency" not in args.skip:
-            runner = stack.enter_context(stock_runner(service, args.stock_poll))
+            runner = stack.enter_context(stock_runner(service, args.stock_poll)) if full else None
             ours, theirs = asyncio.run(latency(service, f"{base}/small.jpg", args.runs, args.stock_runs, runner))
-            print_latency(ours, theirs, args.stock_poll)
-            steps = in_process_steps(f"{base}/small.jpg")
-            print_phases(ours, theirs, steps, home)
-            with PortOwners(prefect_ports(groups()), partial(census_groups, groups, runner)) as owners:
-                census_ours, census_stock = asyncio.run(
-                    latency(service, f"{base}/small.jpg", args.census_runs, args.census_runs, runner))
-            print_calls(census_ours, owners.owners, home, "ours")
-            print_calls(census_stock, owners.owners, home, "stock")
-            stop_process(runner, signal.SIGINT)
+            figures.update(print_latency(ours, theirs, args.stock_poll))
+            if full:
+                steps = in_process_steps(f"{base}/small.jpg")
+                print_phases(ours, theirs, steps, home)
+                with PortOwners(prefect_ports(groups()), partial(census_groups, groups, runner)) as owners:
+                    census_ours, census_stock = asyncio.run(
+                        latency(service, f"{base}/small.jpg", args.census_runs, args.census_runs, runner))
+                print_calls(census_ours, owners.owners, home, "ours")
+                print_calls(census_stock, owners.owners, home, "stock")
+                stop_process(runner, signal.SIGINT)
 
         if "throughput" not in args.skip:
             meter = CpuMeter(groups)
             meter.start()
             result = asyncio.run(throughput(service, base, names, args.throughput_timeout))
-            print_throughput(result, args.tasks, *meter.used(), read_trace(home, result["start"], time.time()))
+            figures.update(print_throughput(result, args.tasks, *meter.used(), read_trace(home, result["start"], time.time())))
+            figures["database MB"] = database_megabytes(service, home)
 
         if "ceiling" not in args.skip:
             deployment_id = asyncio.run(ceiling_deployment())
@@ -943,18 +1004,37 @@ def main() -> None:
                 print(f"   {concurrency} client(s): {rate:6.1f} runs/s ({args.ceiling_runs} runs, {len(calls)} calls,"
                       f" {busy} answered 503 and retried; {rejected} transitions not accepted)")
                 print(f"     {meter.read()}")
-        print(f"\nload average at end {load()}")
+    return figures
+
+
+def database_megabytes(service: LocalService, home: Path) -> float:
+    """Size of the service's Prefect database (the SQLite file and its WAL), NaN when not SQLite."""
+    files = [home / "prefect" / name for name in ("prefect.db", "prefect.db-wal")]
+    return sum(f.stat().st_size for f in files if f.exists()) / 1e6 if files[0].exists() else math.nan
+
+
+def print_side_by_side(figures: dict[str, list[dict[str, float]]]) -> None:
+    """The figures of each checkout (medians over its rounds), and this checkout's ratio."""
+    (before_label, before), (after_label, after) = figures.items()
+    names = [name for name in after[0] if name in before[0]]
+    print(f"\nSide by side (medians over {len(after)} round(s) each, measured alternately in this run):")
+    print(f"   {'figure':34s} {before_label[:24]:>24s} {after_label[:30]:>30s}  ratio")
+    for name in names:
+        old = statistics.median(r[name] for r in before)
+        new = statistics.median(r[name] for r in after)
+        ratio = new / old if old else math.nan
+        print(f"   {name:34s} {old:24.3f} {new:30.3f}  {ratio:5.2f}")
 
 
 @contextmanager
-def start_service(home: Path, topology: str, **env: str) -> Iterator[LocalService]:
+def start_service(home: Path, topology: str, root: Path = ROOT, **env: str) -> Iterator[LocalService]:
     """The service in ``topology`` (``TOPOLOGIES``), its Prefect servers logging every HTTP
     request (``read_trace``): ours to ``ACCESS_FILE``; on the scale topology, ``prefect server
     start`` at log level INFO (uvicorn's access lines in its log)."""
     logging = {ACCESS_LOG: str(home / ACCESS_FILE)}
     if topology == "scale":
         logging["PREFECT_SERVER_LOGGING_LEVEL"] = "INFO"
-    with LocalService(home, **TOPOLOGIES[topology], **logging, **env) as service:
+    with LocalService(home, **TOPOLOGIES[topology], root=root, **logging, **env) as service:
         yield service
 
 

@@ -38,11 +38,12 @@ PORT_ATTEMPTS = 3
 class LocalService:
     """``dragonflow up`` in ``home`` with its own SQLite Prefect server (with ``scale``:
     its own scale-out tier, ``api_processes`` Prefect API processes, ``workers`` warm
-    workers); stopped on exit."""
+    workers); stopped on exit. ``root``: the checkout whose code runs (another commit's
+    worktree, for side-by-side benchmarks)."""
 
     def __init__(self, home: Path, fetch_allow: str = "127.0.0.1", scale: bool = False, api_processes: int = 2,
-                 workers: int | None = None, **env: str):
-        self.home = Path(home)
+                 workers: int | None = None, root: Path = ROOT, **env: str):
+        self.home, self.root = Path(home), Path(root)
         self.options = [*(["--scale", "--api-processes", str(api_processes)] if scale else []),
                         *(["--workers", str(workers)] if workers else [])]
         self.port, self.prefect_port = free_port(), free_port()
@@ -53,6 +54,7 @@ class LocalService:
             "DRAGONFLOW_FETCH_ALLOW": fetch_allow,
             "PREFECT_HOME": str(self.home / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **({"PYTHONPATH": str(self.root)} if self.root != ROOT else {}),
             **env,
         }
         self.process: subprocess.Popen | None = None
@@ -83,7 +85,7 @@ class LocalService:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deployments.cli", "up", "--port", str(self.port),
              "--prefect-port", str(self.prefect_port), *self.options],
-            env=self.env, stdout=subprocess.PIPE, stderr=open(self.home / "up.log", "w"), text=True, cwd=ROOT,
+            env=self.env, stdout=subprocess.PIPE, stderr=open(self.home / "up.log", "w"), text=True, cwd=self.root,
         )
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout], daemon=True).start()
