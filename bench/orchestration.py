@@ -37,7 +37,7 @@ checkout for ``--rounds`` rounds, and a last table puts the medians side by side
 their ratios.
 
     .venv/bin/python bench/orchestration.py [--topology sqlite|scale] [--api-processes 2] [--postgres] [--runs 60]
-        [--baseline REV --rounds 2]
+        [--baseline REV [--candidate REV] --rounds 2]
         [--stock-runs 10] [--tasks 500] [--ceiling-runs 200] [--stock-poll 1]
 """
 
@@ -661,6 +661,39 @@ def print_phases(ours: list[Run], theirs: list[Run], steps: dict[str, float], ho
           f" {ms(median_or_none([r.latency for r in theirs]))}")
 
 
+async def count_events(run_ids: list) -> list[Counter]:
+    """Prefect events of each run, by name: its own (state changes, the worker's beats and
+    release) and its task runs' (related to it), read back from Prefect's event store."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventOccurredFilter
+
+    await asyncio.sleep(3)  # the event persister writes in batches
+    counts = []
+    async with get_client() as client:
+        for run_id in run_ids:
+            run = await client.read_flow_run(run_id)
+            page = await client.read_events(EventFilter(
+                any_resource=EventAnyResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+                occurred=EventOccurredFilter(since=run.created - timedelta(seconds=1)),
+            ), limit=50)
+            events = list(page.events)
+            while page.next_page:
+                page = await client.read_events_page(page.next_page)
+                events += page.events
+            counts.append(Counter(event.event for event in events))
+    return counts
+
+
+def print_events(counts: list[Counter]) -> float:
+    """Events per run (median of ``counts``) by name; their median total."""
+    names = sorted({name for c in counts for name in c}, key=lambda n: -sum(c[n] for c in counts))
+    total = statistics.median(sum(c.values()) for c in counts)
+    print(f"   Prefect events per run (median of {len(counts)} runs: {total:.0f}; websocket messages, not HTTP calls):")
+    for name in names:
+        print(f"     {name:60s} {statistics.median(c[name] for c in counts):4.1f}")
+    return total
+
+
 def print_calls(census: list[Run], owners: dict[int, str], home: Path, label: str) -> None:
     """Prefect API calls per run, by process and endpoint, and the timeline of the median run."""
     per_run: list[Counter] = []
@@ -888,6 +921,7 @@ def main() -> None:
                         help="Also measure commit REV (a temporary git worktree), side by side: latency and"
                              " throughput only, alternating with this checkout for --rounds rounds.")
     parser.add_argument("--rounds", type=int, default=1, help="Rounds of baseline + this checkout (--baseline).")
+    parser.add_argument("--candidate", metavar="REV", help="With --baseline: measure commit REV in place of this checkout.")
     parser.add_argument("--runs", type=int, default=60, help="Timed latency runs (ours).")
     parser.add_argument("--stock-runs", type=int, default=10, help="Timed latency runs of the stock path.")
     parser.add_argument("--stock-poll", type=int, default=1, help="Stock runner poll interval, s (Prefect: 10).")
@@ -898,6 +932,8 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "ceiling"])
     parser.add_argument("--keep-logs", type=Path, help="Copy the access log and the processes' logs here.")
     args = parser.parse_args()
+    if args.candidate and not args.baseline:
+        parser.error("--candidate is measured against a --baseline")
     if args.postgres and args.topology != "sqlite":
         parser.error("--postgres is for the sqlite topology (scale runs on PostgreSQL)")
     TOPOLOGIES["scale"]["api_processes"] = args.api_processes
@@ -917,6 +953,8 @@ def main() -> None:
               f" thumbs from 20 JPEGs of 1.0-2.0 MP")
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         checkouts = [(f"this checkout ({head}{'+changes' if dirty() else ''})", ROOT)]
+        if args.baseline and args.candidate:
+            checkouts = [(f"candidate {args.candidate}", stack.enter_context(worktree(args.candidate, tmp / "candidate")))]
         if args.baseline:
             checkouts.insert(0, (f"baseline {args.baseline}", stack.enter_context(worktree(args.baseline, tmp / "baseline"))))
             args.stock_runs, args.skip = 0, [*args.skip, "ceiling"]
@@ -973,6 +1011,7 @@ def measure(args: argparse.Namespace, root: Path, home: Path, files: Path, small
             runner = stack.enter_context(stock_runner(service, args.stock_poll)) if full else None
             ours, theirs = asyncio.run(latency(service, f"{base}/small.jpg", args.runs, args.stock_runs, runner))
             figures.update(print_latency(ours, theirs, args.stock_poll))
+            figures["events/task"] = print_events(asyncio.run(count_events([r.run_id for r in ours[-5:]])))
             if full:
                 steps = in_process_steps(f"{base}/small.jpg")
                 print_phases(ours, theirs, steps, home)
@@ -986,9 +1025,12 @@ def measure(args: argparse.Namespace, root: Path, home: Path, files: Path, small
         if "throughput" not in args.skip:
             meter = CpuMeter(groups)
             meter.start()
+            before = database_megabytes(home)
             result = asyncio.run(throughput(service, base, names, args.throughput_timeout))
             figures.update(print_throughput(result, args.tasks, *meter.used(), read_trace(home, result["start"], time.time())))
-            figures["database MB"] = database_megabytes(service, home)
+            figures["database KB/task"] = 1000 * (database_megabytes(home) - before) / args.tasks
+            print(f"   SQLite database: {before:.1f} MB before, {database_megabytes(home):.1f} MB after"
+                  f" ({figures['database KB/task']:.1f} KB per task)")
 
         if "ceiling" not in args.skip:
             deployment_id = asyncio.run(ceiling_deployment())
@@ -1007,7 +1049,7 @@ def measure(args: argparse.Namespace, root: Path, home: Path, files: Path, small
     return figures
 
 
-def database_megabytes(service: LocalService, home: Path) -> float:
+def database_megabytes(home: Path) -> float:
     """Size of the service's Prefect database (the SQLite file and its WAL), NaN when not SQLite."""
     files = [home / "prefect" / name for name in ("prefect.db", "prefect.db-wal")]
     return sum(f.stat().st_size for f in files if f.exists()) / 1e6 if files[0].exists() else math.nan

@@ -52,6 +52,7 @@ from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.filesystems import LocalFileSystem
 from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
     PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK,
     PREFECT_WORKER_ENABLE_CANCELLATION,
     PREFECT_WORKER_QUERY_SECONDS,
@@ -305,6 +306,9 @@ async def serve_worker(name: str | None = None) -> None:
         overrides = {
             PREFECT_WORKER_QUERY_SECONDS: settings.worker_poll_seconds,
             PREFECT_WORKER_ENABLE_CANCELLATION: True,
+            # The worker's own beats (``beat``) watch its runs; Prefect's flow-run heartbeats
+            # (a thread and an event per run, every 180 s) would only add work to the server.
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
             **await result_storage_settings(),
         }
         with temporary_settings(overrides):
