@@ -1015,11 +1015,12 @@ def measure(args: argparse.Namespace, root: Path, home: Path, files: Path, small
             if full:
                 steps = in_process_steps(f"{base}/small.jpg")
                 print_phases(ours, theirs, steps, home)
-                with PortOwners(prefect_ports(groups()), partial(census_groups, groups, runner)) as owners:
-                    census_ours, census_stock = asyncio.run(
-                        latency(service, f"{base}/small.jpg", args.census_runs, args.census_runs, runner))
-                print_calls(census_ours, owners.owners, home, "ours")
-                print_calls(census_stock, owners.owners, home, "stock")
+                if args.census_runs:
+                    with PortOwners(prefect_ports(groups()), partial(census_groups, groups, runner)) as owners:
+                        census_ours, census_stock = asyncio.run(
+                            latency(service, f"{base}/small.jpg", args.census_runs, args.census_runs, runner))
+                    print_calls(census_ours, owners.owners, home, "ours")
+                    print_calls(census_stock, owners.owners, home, "stock")
                 stop_process(runner, signal.SIGINT)
 
         if "throughput" not in args.skip:
