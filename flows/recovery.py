@@ -32,6 +32,7 @@ RECOVERY_FLOW = "recover-run"
 BEAT, RELEASED = "dragonflow.flow-run.beat", "dragonflow.flow-run.released"
 RECOVERED = "Recovered"  # the name of the Scheduled state a recovered run is given
 CANCELLED_ORPHAN = "cancelled while its worker was gone"
+PERSIST_LAG = 6.0  # seconds until an event can be read back (Prefect's persister flushes every 5 s)
 
 
 @flow(name=RECOVERY_FLOW, flow_run_name="recover {flow_run_id}", persist_result=False)
@@ -95,7 +96,8 @@ async def _beats_again(client: PrefectClient, flow_run_id: UUID, timeout: float)
     now = datetime.now(timezone.utc)
     if await _beat_since(client, flow_run_id, now - timedelta(seconds=timeout)):
         return True
-    deadline = asyncio.get_running_loop().time() + timeout / 2
+    # A beat is readable once Prefect's event persister has written it (every few seconds).
+    deadline = asyncio.get_running_loop().time() + timeout / 2 + PERSIST_LAG
     while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(min(1.0, timeout / 20))
         if await _beat_since(client, flow_run_id, now):
