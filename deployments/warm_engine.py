@@ -74,7 +74,7 @@ class WarmFlowRunEngine(AsyncFlowRunEngine):
     @property
     def client(self) -> PrefectClient:
         shared = super().client
-        if self._view is None or self._view._client is not shared._client:
+        if self._view is None:
             name_for = getattr(self.flow, "run_name_for", None)
             name = name_for(self.flow_run.id) if name_for is not None and self.flow_run is not None else None
             self._view = _EngineClient.view(shared, self, name)

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.settings import get_current_settings
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import AwaitingRetry, Cancelled, Crashed
@@ -32,7 +33,6 @@ RECOVERY_FLOW = "recover-run"
 BEAT, RELEASED = "dragonflow.flow-run.beat", "dragonflow.flow-run.released"
 RECOVERED = "Recovered"  # the name of the Scheduled state a recovered run is given
 CANCELLED_ORPHAN = "cancelled while its worker was gone"
-PERSIST_LAG = 6.0  # seconds until an event can be read back (Prefect's persister flushes every 5 s)
 
 
 @flow(name=RECOVERY_FLOW, flow_run_name="recover {flow_run_id}", persist_result=False)
@@ -89,15 +89,16 @@ async def _beat_since(client: PrefectClient, flow_run_id: UUID, since: datetime)
 
 async def _beats_again(client: PrefectClient, flow_run_id: UUID, timeout: float) -> bool:
     """Whether the run's worker is alive: a beat in the last ``timeout`` seconds, or one
-    within ``timeout / 2`` from now. The wait is for a Prefect outage: the beats sent while
+    within ``timeout / 2`` from now (plus the time Prefect's event persister takes to make
+    it readable: its flush interval, 5 s by default). The wait is for a Prefect outage: the beats sent while
     the tier was down are lost, so right after it comes back (when the automation fires
     for every running task) a live worker is silent until its next beat (every
     ``timeout / 3``) reconnects its event stream."""
     now = datetime.now(timezone.utc)
     if await _beat_since(client, flow_run_id, now - timedelta(seconds=timeout)):
         return True
-    # A beat is readable once Prefect's event persister has written it (every few seconds).
-    deadline = asyncio.get_running_loop().time() + timeout / 2 + PERSIST_LAG
+    readable_after = get_current_settings().server.services.event_persister.flush_interval + 1
+    deadline = asyncio.get_running_loop().time() + timeout / 2 + readable_after
     while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(min(1.0, timeout / 20))
         if await _beat_since(client, flow_run_id, now):
